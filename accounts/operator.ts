@@ -1,0 +1,185 @@
+/**
+ * The NATS trust root the gateway owns: the operator, the system account (with the user that
+ * pushes account JWTs) and the PLATFORM account (platform services, the audit stream, the KV
+ * registry). Kept under `<data-dir>/nats/`, seeds and creds 0600. Creating them is idempotent.
+ */
+import path from "node:path";
+import { CodedError } from "../common/coded-error.ts";
+import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
+import type { DataLayout } from "../pki/layout.ts";
+import { credsFile, decodeJwt, encodeAccountJwt, encodeOperatorJwt, encodeUserJwt, SYSTEM_ACCOUNT_LIMITS, UNLIMITED_LIMITS } from "./jwts.ts";
+import { NativeKeyPair } from "./native-keys.ts";
+
+export const OPERATOR_NAME = "tenant-gateway";
+export const SYSTEM_ACCOUNT_NAME = "SYS";
+export const PLATFORM_ACCOUNT_NAME = "PLATFORM";
+
+export class NatsFiles {
+  readonly dir: string;
+  constructor(layout: DataLayout) {
+    this.dir = layout.natsDir;
+  }
+  get operatorJwt(): string {
+    return path.join(this.dir, "operator.jwt");
+  }
+  get operatorSeed(): string {
+    return path.join(this.dir, "operator.nk");
+  }
+  get systemAccountJwt(): string {
+    return path.join(this.dir, "system-account.jwt");
+  }
+  get systemAccountSeed(): string {
+    return path.join(this.dir, "system-account.nk");
+  }
+  get systemUserCreds(): string {
+    return path.join(this.dir, "system-user.creds");
+  }
+  get platformAccountJwt(): string {
+    return path.join(this.dir, "platform-account.jwt");
+  }
+  get platformAccountSeed(): string {
+    return path.join(this.dir, "platform-account.nk");
+  }
+  get platformSigningSeed(): string {
+    return path.join(this.dir, "platform-signing.nk");
+  }
+  get serverConfig(): string {
+    return path.join(this.dir, "nats-server.conf");
+  }
+  get resolverDir(): string {
+    return path.join(this.dir, "jwt");
+  }
+  get jetstreamDir(): string {
+    return path.join(this.dir, "js");
+  }
+}
+
+export interface OperatorMaterial {
+  operator: NativeKeyPair;
+  operatorJwt: string;
+  system: NativeKeyPair;
+  systemJwt: string;
+  systemUserCreds: string;
+  platform: NativeKeyPair;
+  platformSigning: NativeKeyPair;
+  platformJwt: string;
+}
+
+async function readSeed(file: string, what: string): Promise<NativeKeyPair> {
+  const text = await readTextFile(file, what);
+  try {
+    return NativeKeyPair.fromSeed(text);
+  } catch (err) {
+    throw new CodedError("invalid_seed", `${what} ${file} does not hold a valid nkey seed`, { cause: err });
+  }
+}
+
+/** The PLATFORM account's claims: JetStream for audit and registry; imports are added by the platform layer. */
+export function platformAccountClaims(signingKey: string): Parameters<typeof encodeAccountJwt>[3] {
+  return { limits: UNLIMITED_LIMITS, signing_keys: [signingKey], tags: ["tenant-gateway:platform"] };
+}
+
+export async function loadOperator(layout: DataLayout): Promise<OperatorMaterial> {
+  const files = new NatsFiles(layout);
+  if (!(await fileExists(files.operatorSeed))) {
+    throw new CodedError("not_initialised", `no NATS operator in ${layout.dir} (missing ${files.operatorSeed}); run "tenant-gateway init --data-dir ${layout.dir}" first`);
+  }
+  const operator = await readSeed(files.operatorSeed, "operator seed");
+  const operatorJwt = (await readTextFile(files.operatorJwt, "operator JWT")).trim();
+  const claims = decodeJwt(operatorJwt, `operator JWT ${files.operatorJwt}`);
+  if (claims.sub !== operator.getPublicKey()) {
+    throw new CodedError("operator_mismatch", `operator JWT ${files.operatorJwt} is not for the operator seed ${files.operatorSeed}`);
+  }
+  return {
+    operator,
+    operatorJwt,
+    system: await readSeed(files.systemAccountSeed, "system account seed"),
+    systemJwt: (await readTextFile(files.systemAccountJwt, "system account JWT")).trim(),
+    systemUserCreds: await readTextFile(files.systemUserCreds, "system user creds"),
+    platform: await readSeed(files.platformAccountSeed, "platform account seed"),
+    platformSigning: await readSeed(files.platformSigningSeed, "platform signing seed"),
+    platformJwt: (await readTextFile(files.platformAccountJwt, "platform account JWT")).trim(),
+  };
+}
+
+/** Creates the operator, system and platform accounts unless they exist. */
+export async function ensureOperator(layout: DataLayout): Promise<{ status: "created" | "exists"; material: OperatorMaterial }> {
+  const files = new NatsFiles(layout);
+  if (await fileExists(files.operatorJwt)) return { status: "exists", material: await loadOperator(layout) };
+
+  const operator = NativeKeyPair.create("operator");
+  const system = NativeKeyPair.create("account");
+  const platform = NativeKeyPair.create("account");
+  const platformSigning = NativeKeyPair.create("account");
+  const systemUser = NativeKeyPair.create("user");
+
+  const operatorJwt = await encodeOperatorJwt(OPERATOR_NAME, operator, system.getPublicKey());
+  const systemJwt = await encodeAccountJwt(SYSTEM_ACCOUNT_NAME, system, operator, { limits: SYSTEM_ACCOUNT_LIMITS, tags: ["tenant-gateway:system"] });
+  const platformJwt = await encodeAccountJwt(PLATFORM_ACCOUNT_NAME, platform, operator, platformAccountClaims(platformSigning.getPublicKey()));
+  const systemUserJwt = await encodeUserJwt("tenant-gateway-system", systemUser, { signer: system, account: system.getPublicKey() });
+  const creds = credsFile(systemUserJwt, systemUser);
+
+  await writeSecretFile(files.operatorSeed, operator.seedString() + "\n");
+  await writeSecretFile(files.systemAccountSeed, system.seedString() + "\n");
+  await writeSecretFile(files.systemUserCreds, creds);
+  await writeSecretFile(files.platformAccountSeed, platform.seedString() + "\n");
+  await writeSecretFile(files.platformSigningSeed, platformSigning.seedString() + "\n");
+  await writeFileAtomic(files.systemAccountJwt, systemJwt + "\n");
+  await writeFileAtomic(files.platformAccountJwt, platformJwt + "\n");
+  // Written last: its presence marks the operator material as complete.
+  await writeFileAtomic(files.operatorJwt, operatorJwt + "\n");
+  return { status: "created", material: { operator, operatorJwt, system, systemJwt, systemUserCreds: creds, platform, platformSigning, platformJwt } };
+}
+
+export interface ServerConfigOptions {
+  host: string;
+  port: number;
+  /** Server-wide payload ceiling; per-tenant payload limits come from the plans. */
+  maxPayload: number;
+  serverName: string;
+  /** Optional TLS for direct clients (the benchmark's direct path). */
+  tls?: { cert: string; key: string; ca: string };
+  httpPort?: number;
+}
+
+/** nats-server configuration for operator mode with the full resolver; listens on loopback only by default. */
+export function renderServerConfig(layout: DataLayout, material: OperatorMaterial, opts: ServerConfigOptions): string {
+  const files = new NatsFiles(layout);
+  const q = (s: string): string => JSON.stringify(s);
+  const lines = [
+    "# Generated by `tenant-gateway init`. Accounts are pushed at run time with $SYS.REQ.CLAIMS.UPDATE;",
+    "# never edit account JWTs here. Re-generate with `tenant-gateway init --force-config`.",
+    `server_name: ${q(opts.serverName)}`,
+    `listen: ${q(`${opts.host}:${opts.port}`)}`,
+    `max_payload: ${opts.maxPayload}`,
+    `operator: ${q(files.operatorJwt)}`,
+    `system_account: ${material.system.getPublicKey()}`,
+    "resolver: {",
+    "  type: full",
+    `  dir: ${q(files.resolverDir)}`,
+    "  allow_delete: true",
+    '  interval: "2m"',
+    '  timeout: "5s"',
+    "}",
+    "resolver_preload: {",
+    `  ${material.system.getPublicKey()}: ${q(material.systemJwt)}`,
+    "}",
+    "jetstream: {",
+    `  store_dir: ${q(files.jetstreamDir)}`,
+    "}",
+    'lame_duck_duration: "30s"',
+    'lame_duck_grace_period: "5s"',
+  ];
+  if (opts.httpPort !== undefined) lines.push(`http: ${q(`${opts.host}:${opts.httpPort}`)}`);
+  if (opts.tls) {
+    lines.push("tls: {", `  cert_file: ${q(opts.tls.cert)}`, `  key_file: ${q(opts.tls.key)}`, `  ca_file: ${q(opts.tls.ca)}`, "  timeout: 5", "}");
+  }
+  return lines.join("\n") + "\n";
+}
+
+export async function writeServerConfig(layout: DataLayout, material: OperatorMaterial, opts: ServerConfigOptions, force = false): Promise<{ status: "created" | "exists"; file: string }> {
+  const files = new NatsFiles(layout);
+  if (!force && (await fileExists(files.serverConfig))) return { status: "exists", file: files.serverConfig };
+  await writeFileAtomic(files.serverConfig, renderServerConfig(layout, material, opts));
+  return { status: "created", file: files.serverConfig };
+}

@@ -1,0 +1,83 @@
+/**
+ * User JWTs the gateway mints for client identities: name = CN, tags for tenant, component and
+ * partition, permissions limited to the tenant's namespace plus the JetStream API edge clients
+ * may use, expiry no later than the certificate's. Minted once per identity and cached; every
+ * signature is native ed25519.
+ */
+import type { Permissions } from "@nats-io/jwt";
+import { EDGE_JETSTREAM_PUBLISH_ALLOW, EDGE_JETSTREAM_PUBLISH_DENY } from "../gateway/jetstream-api.ts";
+import type { EdgeIdentity } from "../pki/identity.ts";
+import { encodeUserJwt } from "./jwts.ts";
+import { NativeKeyPair } from "./native-keys.ts";
+
+export interface MintedUser {
+  jwt: string;
+  user: NativeKeyPair;
+  /** Seconds since the epoch. */
+  exp: number;
+}
+
+export function edgeUserPermissions(slug: string): Permissions {
+  return {
+    pub: { allow: [`${slug}.>`, ...EDGE_JETSTREAM_PUBLISH_ALLOW], deny: EDGE_JETSTREAM_PUBLISH_DENY },
+    sub: { allow: [`${slug}.>`] },
+  };
+}
+
+export interface AccountSigner {
+  /** Account public key. */
+  account: string;
+  signingKey: NativeKeyPair;
+}
+
+export async function mintEdgeUser(identity: EdgeIdentity, signer: AccountSigner): Promise<MintedUser> {
+  const user = NativeKeyPair.create("user");
+  const exp = Math.floor(identity.notAfter.getTime() / 1000);
+  const jwt = await encodeUserJwt(identity.cn, user, {
+    signer: signer.signingKey,
+    account: signer.account,
+    permissions: edgeUserPermissions(identity.tenant),
+    tags: [`tenant:${identity.tenant}`, `component:${identity.component}`, `partition:${identity.partition}`],
+    exp,
+  });
+  return { jwt, user, exp };
+}
+
+/**
+ * Caches minted users per identity (certificate fingerprint) and signing key. A tenant change
+ * (suspension, key rotation) calls `forgetTenant`; an entry is re-minted shortly before expiry.
+ */
+export class UserJwtCache {
+  private readonly entries = new Map<string, { tenant: string; minted: Promise<MintedUser> }>();
+  private readonly maxEntries: number;
+
+  constructor(opts: { maxEntries?: number } = {}) {
+    this.maxEntries = opts.maxEntries ?? 100_000;
+  }
+
+  async get(key: string, tenant: string, mint: () => Promise<MintedUser>): Promise<MintedUser> {
+    const now = Math.floor(Date.now() / 1000);
+    const hit = this.entries.get(key);
+    if (hit) {
+      const minted = await hit.minted.catch(() => undefined);
+      if (minted && minted.exp > now + 60) return minted;
+      this.entries.delete(key);
+    }
+    if (this.entries.size >= this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) this.entries.delete(oldest.value);
+    }
+    const minted = mint();
+    this.entries.set(key, { tenant, minted });
+    minted.catch(() => this.entries.delete(key));
+    return minted;
+  }
+
+  forgetTenant(tenant: string): void {
+    for (const [key, entry] of this.entries) if (entry.tenant === tenant) this.entries.delete(key);
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The file layout under the data dir, in one place (architecture brief, section 2; the same
+ * layout a Kubernetes secret mount gives). Everything that reads or writes these files takes the
+ * paths from here.
+ */
+import path from "node:path";
+
+export const DEFAULT_DATA_DIR = "./data";
+
+export function dataDirFromEnv(flag: string | undefined): string {
+  return path.resolve(flag ?? process.env.TENANT_GATEWAY_DATA ?? DEFAULT_DATA_DIR);
+}
+
+export interface TenantCaFiles {
+  dir: string;
+  cert: string;
+  key: string;
+  chain: string;
+}
+
+export interface LeafFiles {
+  cert: string;
+  key: string;
+  chain: string;
+}
+
+export class DataLayout {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = path.resolve(dataDir);
+  }
+
+  get rootCert(): string {
+    return path.join(this.dir, "root.pem");
+  }
+  get rootKey(): string {
+    return path.join(this.dir, "root-key.pem");
+  }
+  get platformDir(): string {
+    return path.join(this.dir, "platform");
+  }
+  get platformCaCert(): string {
+    return path.join(this.platformDir, "ca.pem");
+  }
+  get platformCaKey(): string {
+    return path.join(this.platformDir, "ca-key.pem");
+  }
+  get gatewayCert(): string {
+    return path.join(this.platformDir, "gateway.pem");
+  }
+  get gatewayKey(): string {
+    return path.join(this.platformDir, "gateway-key.pem");
+  }
+  get gatewayChain(): string {
+    return path.join(this.platformDir, "gateway-chain.pem");
+  }
+  platformIdentity(name: string): LeafFiles {
+    const base = path.join(this.platformDir, "identities", name);
+    return { cert: `${base}.pem`, key: `${base}-key.pem`, chain: `${base}-chain.pem` };
+  }
+  get tenantsDir(): string {
+    return path.join(this.dir, "tenants");
+  }
+  tenantDir(slug: string): string {
+    return path.join(this.tenantsDir, slug);
+  }
+  tenantCa(slug: string): TenantCaFiles {
+    const dir = this.tenantDir(slug);
+    return { dir, cert: path.join(dir, "ca.pem"), key: path.join(dir, "ca-key.pem"), chain: path.join(dir, "ca-chain.pem") };
+  }
+  component(slug: string, component: string, partition: string): LeafFiles {
+    const base = path.join(this.tenantDir(slug), "components", `${component}-${partition}`);
+    return { cert: `${base}.pem`, key: `${base}-key.pem`, chain: `${base}-chain.pem` };
+  }
+  /** NATS material: operator, system and platform accounts, server config, resolver and JetStream dirs. */
+  get natsDir(): string {
+    return path.join(this.dir, "nats");
+  }
+}

@@ -1,0 +1,3 @@
+import type { TenantStreamProvisioner } from "../accounts/tenants.ts";
+
+export const tenantStreamProvisioner: TenantStreamProvisioner | undefined = undefined;

@@ -25,6 +25,8 @@ export interface ControlPlaneOptions {
   masterKeyFile?: string;
   bucket?: string;
   pollMs?: number;
+  /** Keep the system connection across NATS restarts (a running gateway), not fail fast (a CLI command). */
+  reconnect?: boolean;
 }
 
 export function defaultMasterKeyFile(dataDir: string): string {
@@ -38,12 +40,14 @@ export class ControlPlane {
   readonly store: TenantStore;
   private systemConnection: Promise<NatsConnection> | undefined;
   private readonly extraConnections: NatsConnection[] = [];
+  private readonly reconnect: boolean;
 
-  private constructor(layout: DataLayout, operator: OperatorMaterial, servers: string[], store: TenantStore, system?: Promise<NatsConnection>) {
+  private constructor(layout: DataLayout, operator: OperatorMaterial, servers: string[], store: TenantStore, reconnect: boolean, system?: Promise<NatsConnection>) {
     this.layout = layout;
     this.operator = operator;
     this.servers = servers;
     this.store = store;
+    this.reconnect = reconnect;
     this.systemConnection = system;
   }
 
@@ -51,20 +55,20 @@ export class ControlPlane {
     const layout = new DataLayout(opts.dataDir);
     const operator = await loadOperator(layout);
     if ((opts.store ?? "dir") === "dir") {
-      return new ControlPlane(layout, operator, opts.servers, new DirectoryTenantStore(layout, opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }));
+      return new ControlPlane(layout, operator, opts.servers, new DirectoryTenantStore(layout, opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }), opts.reconnect ?? false);
     }
     // The KV registry lives in the PLATFORM account, which must be known to NATS first.
     const masterKey = await loadMasterKey({ file: opts.masterKeyFile ?? defaultMasterKeyFile(layout.dir) });
-    const system = connectAsSystem(opts.servers, operator.systemUserCreds);
+    const system = connectAsSystem(opts.servers, operator.systemUserCreds, { reconnect: opts.reconnect ?? false });
     await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
     const nc = await connectAsAccountUser(opts.servers, { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "tenant-gateway-registry" }, { reconnect: true });
     const store = await KvTenantStore.open(nc, masterKey, { ...(opts.bucket ? { bucket: opts.bucket } : {}), ownsConnection: true });
-    return new ControlPlane(layout, operator, opts.servers, store, system);
+    return new ControlPlane(layout, operator, opts.servers, store, opts.reconnect ?? false, system);
   }
 
   /** The system user's connection, opened on first use. */
   system(): Promise<NatsConnection> {
-    this.systemConnection ??= connectAsSystem(this.servers, this.operator.systemUserCreds);
+    this.systemConnection ??= connectAsSystem(this.servers, this.operator.systemUserCreds, { reconnect: this.reconnect });
     return this.systemConnection;
   }
 

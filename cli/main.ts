@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { initCommand, syncCommand } from "./commands/init.ts";
 import { pkiCommand } from "./commands/pki.ts";
+import { devCommand, serveCommand } from "./commands/serve.ts";
 import { tenantCommand } from "./commands/tenant.ts";
 import { EXIT_USAGE } from "./output.ts";
 
@@ -14,6 +15,8 @@ export function buildProgram(): Command {
   program.addCommand(pkiCommand());
   program.addCommand(tenantCommand());
   program.addCommand(syncCommand());
+  program.addCommand(serveCommand());
+  program.addCommand(devCommand());
   return program;
 }
 
@@ -23,6 +26,7 @@ function applyExitOverride(cmd: Command): void {
 }
 
 const program = buildProgram();
+program.addCommand((await import("./commands/streams.ts")).streamsCommand());
 applyExitOverride(program);
 try {
   await program.parseAsync(process.argv);

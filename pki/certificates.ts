@@ -52,6 +52,8 @@ interface IssueSpec {
   subject: Attribute[];
   publicKeyPem: string;
   notAfter: Date;
+  /** Default: a minute ago. */
+  notBefore?: Date;
   extensions: object[];
   /** Absent for the self-signed root. */
   issuer?: { cert: X509Certificate; keyPem: string };
@@ -79,7 +81,7 @@ function signCertificate(spec: IssueSpec): Omit<KeyedCertificate, "keyPem"> {
   cert.publicKey = forge.pki.publicKeyFromPem(spec.publicKeyPem);
   cert.serialNumber = randomSerial();
   const now = Date.now();
-  cert.validity.notBefore = new Date(now - BACKDATE_MS);
+  cert.validity.notBefore = spec.notBefore ?? new Date(now - BACKDATE_MS);
   cert.validity.notAfter = spec.notAfter;
   cert.setSubject(spec.subject);
   const issuerCert = spec.issuer ? forge.pki.certificateFromPem(spec.issuer.cert.toString()) : undefined;
@@ -175,6 +177,8 @@ export interface EdgeCertificateSpec {
   days?: number;
   /** Extra DNS SANs beyond the two of the brief. */
   dns?: string[];
+  /** An explicit validity window instead of "a minute ago + days" (renewals, pre-issued certificates). */
+  validity?: { notBefore: Date; notAfter: Date };
 }
 
 export function issueEdgeCertificate(tenantCa: KeyedCertificate, spec: EdgeCertificateSpec): Promise<KeyedCertificate> {
@@ -187,7 +191,8 @@ export function issueEdgeCertificate(tenantCa: KeyedCertificate, spec: EdgeCerti
   return issue(
     {
       subject: [{ shortName: "CN", value: cn }, { shortName: "O", value: ORGANIZATION }, { shortName: "OU", value: `Tenant-${spec.tenant}` }],
-      notAfter: addDays(spec.days ?? 365),
+      notAfter: spec.validity?.notAfter ?? addDays(spec.days ?? 365),
+      ...(spec.validity ? { notBefore: spec.validity.notBefore } : {}),
       extensions: leafExtensions(altNames, { serverAuth: true, clientAuth: true }),
       issuer: tenantCa,
     },

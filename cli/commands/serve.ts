@@ -1,0 +1,147 @@
+/** `tenant-gateway serve` and `tenant-gateway dev`: run the gateway; dev also runs NATS and demo tenants. */
+import path from "node:path";
+import { Command } from "commander";
+import { CodedError, errorMessage } from "../../common/coded-error.ts";
+import { fileExists } from "../../common/files.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
+import { initDataDir } from "../../accounts/bootstrap.ts";
+import { ControlPlane } from "../../accounts/control-plane.ts";
+import { startNatsServer, type RunningNatsServer } from "../../accounts/nats-server-process.ts";
+import { NatsFiles } from "../../accounts/operator.ts";
+import { TenantService } from "../../accounts/tenants.ts";
+import { issueComponentFiles, issuePlatformIdentityFiles } from "../../pki/authority.ts";
+import { DataLayout, dataDirFromEnv } from "../../pki/layout.ts";
+import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
+import { resolveConfig } from "../../gateway/config.ts";
+import { Gateway } from "../../gateway/gateway.ts";
+import { printFailure, parseIntegerOption, EXIT_FAILURE } from "../output.ts";
+
+interface ServeFlags {
+  config?: string;
+  listen?: string;
+  nats?: string;
+  dataDir?: string;
+  maxPayload?: number;
+  store?: string;
+  masterKeyFile?: string;
+  tlsFirst?: string;
+  logLevel?: string;
+  json?: boolean;
+}
+
+/** Runs until SIGTERM/SIGINT, then lame duck, drain, exit 0. */
+function runUntilSignalled(gateway: Gateway, log: Logger, after: () => Promise<void> = async () => {}): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ event: "signal", signal }, "shutting down");
+    gateway
+      .shutdown()
+      .then(after)
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err: errorMessage(err) }, "shutdown failed");
+          process.exit(EXIT_FAILURE);
+        },
+      );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+}
+
+export function serveCommand(): Command {
+  return new Command("serve")
+    .description("run the gateway: clients connect with their certificate, NATS behind")
+    .option("--config <file>", "config file (YAML or JSON; env TENANT_GATEWAY_CONFIG)")
+    .option("--listen <host:port>", "client listen address (default 0.0.0.0:4222; env TENANT_GATEWAY_LISTEN)")
+    .option("--nats <urls>", "NATS server URL(s), comma-separated (env TENANT_GATEWAY_NATS)")
+    .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
+    .option("--max-payload <bytes>", "cap client payloads below NATS's max_payload", parseIntegerOption("--max-payload", 1, 64 * 1024 * 1024))
+    .option("--store <kind>", "tenant store: dir or kv (env TENANT_GATEWAY_STORE)")
+    .option("--master-key-file <file>", "master key for the kv store")
+    .option("--tls-first <mode>", "auto | always | never: clients that start TLS before INFO")
+    .option("--log-level <level>", "fatal|error|warn|info|debug|trace")
+    .option("--json", "errors as JSON", false)
+    .action(async (flags: ServeFlags) => {
+      try {
+        const config = await resolveConfig({
+          ...(flags.config ? { file: flags.config } : {}),
+          flags: {
+            listen: flags.listen,
+            nats: flags.nats,
+            data_dir: flags.dataDir,
+            max_payload: flags.maxPayload,
+            store: flags.store as "dir" | "kv" | undefined,
+            master_key_file: flags.masterKeyFile,
+            tls_first: flags.tlsFirst as "auto" | undefined,
+            log_level: flags.logLevel,
+          },
+        });
+        const log = createLogger({ level: config.log_level });
+        const gateway = await Gateway.start(config, log);
+        runUntilSignalled(gateway, log);
+      } catch (err) {
+        printFailure({ json: flags.json ?? false }, err);
+      }
+    });
+}
+
+const DEMO_TENANTS = ["acme-corp", "globex"];
+
+export function devCommand(): Command {
+  return new Command("dev")
+    .description("the embedded default: NATS (from PATH) in operator mode, the gateway, demo tenants acme-corp and globex")
+    .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
+    .option("--listen <host:port>", "gateway listen address", "127.0.0.1:4222")
+    .option("--log-level <level>", "gateway log level", "info")
+    .action(async (flags: { dataDir?: string; listen: string; logLevel: string }) => {
+      let nats: RunningNatsServer | undefined;
+      try {
+        const dataDir = dataDirFromEnv(flags.dataDir);
+        const layout = new DataLayout(dataDir);
+        await initDataDir(layout, { natsPort: -1 });
+        nats = await startNatsServer(new NatsFiles(layout).serverConfig);
+        const cp = await ControlPlane.open({ dataDir, servers: [nats.url] });
+        const svc = new TenantService(cp, tenantStreamProvisioner);
+        await svc.sync();
+        for (const slug of DEMO_TENANTS) {
+          if (!(await cp.store.get(slug))) await svc.create(slug, { name: slug === "acme-corp" ? "Acme Corp" : "Globex", plan: "pro" });
+          if (!(await fileExists(layout.component(slug, "agent-001", "partition-1").cert))) await issueComponentFiles(layout, { tenant: slug, component: "agent-001", partition: "partition-1" });
+        }
+        if (!(await fileExists(layout.platformIdentity("admin").cert))) await issuePlatformIdentityFiles(layout, "admin");
+        await cp.close();
+
+        const config = await resolveConfig({ flags: { listen: flags.listen, nats: nats.url, data_dir: dataDir, log_level: flags.logLevel, sync_on_start: false, drain_timeout_ms: 2000 } });
+        const log = createLogger({ level: config.log_level });
+        const gateway = await Gateway.start(config, log);
+        const acme = layout.component("acme-corp", "agent-001", "partition-1");
+        const server = `tls://localhost:${gateway.port}`;
+        const tlsArgs = `--tlscert ${rel(acme.cert)} --tlskey ${rel(acme.key)} --tlsca ${rel(layout.rootCert)}`;
+        process.stderr.write(
+          [
+            "",
+            `tenant-gateway dev: NATS ${nats.url} (operator mode, data in ${rel(dataDir)}), gateway ${server}`,
+            `  tenants: ${DEMO_TENANTS.join(", ")}; certificates under ${rel(layout.tenantsDir)}/<slug>/components/, admin under ${rel(path.dirname(layout.platformIdentity("admin").cert))}/`,
+            "  try it with the nats CLI (https://github.com/nats-io/natscli):",
+            `    nats -s ${server} ${tlsArgs} sub 'events.>' &`,
+            `    nats -s ${server} ${tlsArgs} pub events.poller.health '{"ok":true}'`,
+            `    nats -s ${server} ${tlsArgs} stream ls      # acme-corp's own streams`,
+            "  Ctrl-C stops the gateway and NATS.",
+            "",
+          ].join("\n"),
+        );
+        const running = nats;
+        runUntilSignalled(gateway, log, () => running.stop());
+      } catch (err) {
+        await nats?.stop();
+        printFailure({ json: false }, err instanceof Error ? err : new CodedError("internal_error", String(err)));
+      }
+    });
+}
+
+function rel(p: string): string {
+  const r = path.relative(process.cwd(), p);
+  return r.startsWith("..") ? p : r || ".";
+}

@@ -1,0 +1,168 @@
+/**
+ * `tenant-gateway serve` configuration: defaults, then a config file (YAML or JSON, validated
+ * with ajv), then environment variables, then flags — each later source wins. Every mistake is
+ * reported with where it came from (file path, env name or flag).
+ */
+import { promises as fs } from "node:fs";
+import path from "node:path";
+import YAML from "yaml";
+import { CodedError } from "../common/coded-error.ts";
+import { ajv, describeAjvErrors } from "../common/schema.ts";
+import type { TlsFirstMode } from "./listener.ts";
+
+export interface GatewayConfig {
+  listen: string;
+  nats: string[];
+  data_dir: string;
+  store: "dir" | "kv";
+  master_key_file?: string;
+  bucket?: string;
+  /** Caps the payload clients may send below what NATS allows (bytes); 0 = NATS's own limit. */
+  max_payload: number;
+  tls_first: TlsFirstMode;
+  tls_first_delay_ms: number;
+  handshake_timeout_ms: number;
+  /** A client that cannot take its messages for this long is cut with -ERR 'Slow Consumer'. */
+  slow_consumer_ms: number;
+  /** SIGTERM: how long lame-duck clients get to leave before the rest are closed. */
+  drain_timeout_ms: number;
+  log_level: string;
+  /** Skip the account/stream sync at start-up (another replica or the operator does it). */
+  sync_on_start: boolean;
+  /** How often the directory store is checked for tenant changes (the KV store is watched instead). */
+  registry_poll_ms: number;
+  /** Trust for tls:// upstream URLs (default: the data dir's root CA). */
+  nats_ca_file?: string;
+  platform: { allowed_identities: string[] };
+}
+
+export const DEFAULT_CONFIG: GatewayConfig = {
+  listen: "0.0.0.0:4222",
+  nats: ["nats://127.0.0.1:4222"],
+  data_dir: "./data",
+  store: "dir",
+  max_payload: 0,
+  tls_first: "auto",
+  tls_first_delay_ms: 50,
+  handshake_timeout_ms: 5000,
+  slow_consumer_ms: 10_000,
+  drain_timeout_ms: 30_000,
+  log_level: "info",
+  sync_on_start: true,
+  registry_poll_ms: 1000,
+  platform: { allowed_identities: ["admin"] },
+};
+
+const schema = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    listen: { type: "string", pattern: "^.+:\\d{1,5}$" },
+    nats: { anyOf: [{ type: "string", minLength: 1 }, { type: "array", minItems: 1, items: { type: "string", minLength: 1 } }] },
+    data_dir: { type: "string", minLength: 1 },
+    store: { enum: ["dir", "kv"] },
+    master_key_file: { type: "string" },
+    bucket: { type: "string", pattern: "^[A-Za-z0-9_-]+$" },
+    max_payload: { type: "integer", minimum: 0, maximum: 67108864 },
+    tls_first: { enum: ["auto", "always", "never"] },
+    tls_first_delay_ms: { type: "integer", minimum: 0, maximum: 10000 },
+    handshake_timeout_ms: { type: "integer", minimum: 100, maximum: 120000 },
+    slow_consumer_ms: { type: "integer", minimum: 100, maximum: 600000 },
+    drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
+    log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
+    sync_on_start: { type: "boolean" },
+    registry_poll_ms: { type: "integer", minimum: 50, maximum: 600000 },
+    nats_ca_file: { type: "string" },
+    platform: {
+      type: "object",
+      additionalProperties: false,
+      properties: { allowed_identities: { type: "array", items: { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" } } },
+    },
+  },
+};
+
+const validate = ajv.compile(schema);
+
+type PartialConfig = Partial<Omit<GatewayConfig, "nats" | "platform">> & { nats?: string | string[]; platform?: Partial<GatewayConfig["platform"]> };
+
+function check(value: unknown, source: string): PartialConfig {
+  if (!validate(value)) throw new CodedError("invalid_config", `${source}: ${describeAjvErrors(validate.errors)}`);
+  return value as PartialConfig;
+}
+
+export async function readConfigFile(file: string): Promise<PartialConfig> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, "utf8");
+  } catch (err) {
+    throw new CodedError("invalid_config", `cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text, { prettyErrors: true });
+  } catch (err) {
+    throw new CodedError("invalid_config", `config file ${file} is not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  return check(parsed, `config file ${file}`);
+}
+
+const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list"]> = [
+  ["TENANT_GATEWAY_LISTEN", "listen", "string"],
+  ["TENANT_GATEWAY_NATS", "nats", "list"],
+  ["TENANT_GATEWAY_DATA", "data_dir", "string"],
+  ["TENANT_GATEWAY_STORE", "store", "string"],
+  ["TENANT_GATEWAY_MASTER_KEY_FILE", "master_key_file", "string"],
+  ["TENANT_GATEWAY_BUCKET", "bucket", "string"],
+  ["TENANT_GATEWAY_MAX_PAYLOAD", "max_payload", "int"],
+  ["TENANT_GATEWAY_TLS_FIRST", "tls_first", "string"],
+  ["TENANT_GATEWAY_SLOW_CONSUMER_MS", "slow_consumer_ms", "int"],
+  ["TENANT_GATEWAY_DRAIN_TIMEOUT_MS", "drain_timeout_ms", "int"],
+  ["TENANT_GATEWAY_LOG_LEVEL", "log_level", "string"],
+  ["TENANT_GATEWAY_SYNC_ON_START", "sync_on_start", "bool"],
+];
+
+function fromEnv(env: NodeJS.ProcessEnv): PartialConfig {
+  const out: Record<string, unknown> = {};
+  for (const [name, key, kind] of ENV) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    if (kind === "int") {
+      if (!/^\d+$/.test(raw)) throw new CodedError("invalid_config", `environment ${name}: must be a whole number, got ${JSON.stringify(raw)}`);
+      out[key] = Number(raw);
+    } else if (kind === "bool") {
+      if (!/^(true|false|1|0)$/.test(raw)) throw new CodedError("invalid_config", `environment ${name}: must be true or false, got ${JSON.stringify(raw)}`);
+      out[key] = raw === "true" || raw === "1";
+    } else if (kind === "list") out[key] = raw.split(",").map((s) => s.trim()).filter(Boolean);
+    else out[key] = raw;
+  }
+  return check(out, "environment");
+}
+
+/** Merges defaults < file < env < flags and validates the result. */
+export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: PartialConfig }): Promise<GatewayConfig> {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.TENANT_GATEWAY_CONFIG;
+  const layers: PartialConfig[] = [file ? await readConfigFile(file) : {}, fromEnv(env), check(stripUndefined(opts.flags ?? {}), "command line")];
+  const merged: GatewayConfig = { ...DEFAULT_CONFIG, platform: { ...DEFAULT_CONFIG.platform } };
+  for (const layer of layers) {
+    const { platform, nats, ...rest } = layer;
+    Object.assign(merged, stripUndefined(rest));
+    if (nats !== undefined) merged.nats = (Array.isArray(nats) ? nats : [nats]).flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean);
+    if (platform?.allowed_identities) merged.platform.allowed_identities = platform.allowed_identities;
+  }
+  merged.data_dir = path.resolve(merged.data_dir);
+  return merged;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
+  const port = Number(listen.slice(i + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CodedError("invalid_config", `listen address ${listen}: bad port`);
+  return { host, port };
+}

@@ -1,0 +1,147 @@
+/**
+ * One edge client session: the client's TLS socket on one side, its own upstream connection to
+ * nats-server (as the user minted for its identity) on the other, and an EdgeRewriter deciding
+ * what crosses. Flow control both ways: when one side's socket cannot take more, the other side
+ * is not read until it drains; a client that stays backed up for `slowConsumerMs` is cut with
+ * -ERR 'Slow Consumer'. A refused frame ends this session only.
+ */
+import type net from "node:net";
+import type tls from "node:tls";
+import type { Logger } from "../common/logger.ts";
+import { EdgeRewriter, errFrame, type SessionCounters, type SessionEnd } from "./edge-rewriter.ts";
+
+export interface EdgeSessionOptions {
+  id: string;
+  slug: string;
+  client: tls.TLSSocket;
+  upstream: net.Socket;
+  log: Logger;
+  /** Largest payload (headers included) the client may publish. */
+  maxPayload: number;
+  /** An INFO sent before anything else is relayed (the tenant's own limits). */
+  infoUpdate?: object;
+  slowConsumerMs: number;
+  /** Bytes the client sent after CONNECT, and bytes NATS sent after the handshake. */
+  clientLeftover: Buffer;
+  upstreamLeftover: Buffer;
+  /** The gateway's INFO with `ldm: true`, for when NATS goes lame duck. */
+  lameDuckInfo: () => object;
+  onClose: (session: EdgeSession, reason: string) => void;
+}
+
+export class EdgeSession {
+  readonly id: string;
+  readonly slug: string;
+  private readonly client: tls.TLSSocket;
+  private readonly upstream: net.Socket;
+  private readonly log: Logger;
+  private readonly rewriter: EdgeRewriter;
+  private readonly opts: EdgeSessionOptions;
+  private closed = false;
+  private slowTimer: NodeJS.Timeout | undefined;
+
+  constructor(opts: EdgeSessionOptions) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.slug = opts.slug;
+    this.client = opts.client;
+    this.upstream = opts.upstream;
+    this.log = opts.log;
+    const log = opts.log;
+    this.rewriter = new EdgeRewriter(opts.slug, {
+      maxPayload: opts.maxPayload,
+      events: {
+        ended: (end) => this.ended(end),
+        dropped: (kind, subject) => log.warn({ event: kind === "subject" ? "foreign_subject_dropped" : "foreign_reply_dropped", subject }, "NATS delivered a subject this tenant does not own; dropped"),
+        jetStreamRefused: (api, code, reason, description) => log.info({ event: "jetstream_api_refused", api, code, reason }, description),
+        natsError: (text) => log.info({ event: "nats_error", error: text }, "NATS reported an error to the session"),
+        natsLameDuck: () => this.lameDuck(opts.lameDuckInfo()),
+      },
+    });
+  }
+
+  get counters(): SessionCounters {
+    return this.rewriter.counters;
+  }
+
+  start(): void {
+    const { client, upstream } = this;
+    client.on("data", (chunk: Buffer) => this.onClientData(chunk));
+    upstream.on("data", (chunk: Buffer) => this.onUpstreamData(chunk));
+    client.on("drain", () => this.clientDrained());
+    upstream.on("drain", () => {
+      if (!this.closed) client.resume();
+    });
+    client.once("close", () => this.close("client closed the connection"));
+    upstream.once("close", () => this.close("NATS closed the connection"));
+    client.on("error", (err) => this.log.debug({ err: err.message }, "client socket error"));
+    upstream.on("error", (err) => this.log.debug({ err: err.message }, "upstream socket error"));
+    if (this.opts.infoUpdate) client.write(this.rewriter.info(this.opts.infoUpdate));
+    if (this.opts.upstreamLeftover.length > 0) this.onUpstreamData(this.opts.upstreamLeftover);
+    if (this.opts.clientLeftover.length > 0) this.onClientData(this.opts.clientLeftover);
+    if (!this.closed) {
+      client.resume();
+      upstream.resume();
+    }
+  }
+
+  private onClientData(chunk: Buffer): void {
+    if (this.closed) return;
+    const out = this.rewriter.clientData(chunk);
+    if (out && !this.closed && !this.upstream.write(out)) this.client.pause();
+  }
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.closed) return;
+    const out = this.rewriter.upstreamData(chunk);
+    if (out && !this.closed && !this.client.write(out)) this.clientBackedUp();
+  }
+
+  private clientBackedUp(): void {
+    this.upstream.pause();
+    if (this.slowTimer) return;
+    this.slowTimer = setTimeout(() => {
+      this.slowTimer = undefined;
+      this.log.warn({ event: "slow_consumer", pending_bytes: this.client.writableLength }, "client could not keep up; disconnecting");
+      this.close("slow consumer", "Slow Consumer");
+    }, this.opts.slowConsumerMs);
+    this.slowTimer.unref();
+  }
+
+  private clientDrained(): void {
+    if (this.slowTimer) {
+      clearTimeout(this.slowTimer);
+      this.slowTimer = undefined;
+    }
+    if (!this.closed) this.upstream.resume();
+  }
+
+  private ended(end: SessionEnd): void {
+    this.log.warn({ event: end.event, subject: end.subject, error: end.reason }, "ending the session");
+    this.close(end.event, end.errText);
+  }
+
+  /** Sends INFO with `ldm: true` (lame duck): the client should reconnect, to this gateway's peers. */
+  lameDuck(info: object): void {
+    if (!this.closed) this.client.write(this.rewriter.info(info));
+  }
+
+  /** Ends the session; `errText` is sent to the client as -ERR first. Idempotent. */
+  close(reason: string, errText?: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.slowTimer) clearTimeout(this.slowTimer);
+    const pending = this.rewriter.pendingForClient();
+    if (pending) this.client.write(pending);
+    if (errText) this.client.end(errFrame(errText));
+    else this.client.end();
+    // The client gets a moment to read the last words; a peer that never reads is cut.
+    setTimeout(() => this.client.destroy(), 2000).unref();
+    this.upstream.destroy();
+    this.opts.onClose(this, reason);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}

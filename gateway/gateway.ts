@@ -1,0 +1,295 @@
+/**
+ * The gateway process: the listener, the live tenant directory, admission of each client
+ * (identity from its certificate, tenant status, a user JWT minted for it, its own upstream
+ * connection), the sessions, and the lame-duck shutdown.
+ */
+import { randomBytes } from "node:crypto";
+import type tls from "node:tls";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { CodedError, errorMessage } from "../common/coded-error.ts";
+import { readTextFile } from "../common/files.ts";
+import type { Logger } from "../common/logger.ts";
+import { ControlPlane } from "../accounts/control-plane.ts";
+import { TenantService } from "../accounts/tenants.ts";
+import { mintEdgeUser } from "../accounts/user-jwt.ts";
+import { identify, IdentityError, type EdgeIdentity, type Identity } from "../pki/identity.ts";
+import { DataLayout } from "../pki/layout.ts";
+import { tenantStreamProvisioner } from "../streams/provisioner.ts";
+import { parseListen, type GatewayConfig } from "./config.ts";
+import { errFrame } from "./edge-rewriter.ts";
+import { EdgeSession } from "./edge-session.ts";
+import { GatewayListener, readConnect, type ClientMeta } from "./listener.ts";
+import { TenantDirectory, type TenantEntry } from "./tenant-directory.ts";
+import { loadGatewayTls, peerCertificates } from "./tls.ts";
+import { openUpstream, parseServerUrl, pickConnectOptions, UpstreamRefused, type UpstreamServer } from "./upstream.ts";
+
+export const GATEWAY_VERSION = "0.1.0";
+const AUTHORIZATION_VIOLATION = "Authorization Violation";
+
+/** What the gateway tells clients in INFO, mirroring the upstream server where clients care. */
+interface UpstreamFacts {
+  version: string;
+  max_payload: number;
+  headers: boolean;
+  jetstream: boolean;
+  proto: number;
+}
+
+export interface GatewayStats {
+  sessions: number;
+  accepted: number;
+  refused: number;
+}
+
+export class Gateway {
+  readonly config: GatewayConfig;
+  readonly log: Logger;
+  readonly serverId: string;
+  private readonly cp: ControlPlane;
+  private readonly directory: TenantDirectory;
+  private readonly listener: GatewayListener;
+  private readonly servers: UpstreamServer[];
+  private readonly sessions = new Set<EdgeSession>();
+  private readonly upstreamCa: string | undefined;
+  private facts: UpstreamFacts;
+  private control: NatsConnection;
+  private nextUpstream = 0;
+  private lameDuck = false;
+  private address: { host: string; port: number } | undefined;
+  readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0 };
+
+  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined }) {
+    this.config = parts.config;
+    this.log = parts.log;
+    this.cp = parts.cp;
+    this.directory = parts.directory;
+    this.control = parts.control;
+    this.upstreamCa = parts.upstreamCa;
+    this.serverId = `GW${randomBytes(10).toString("hex").toUpperCase()}`;
+    this.servers = parts.config.nats.map(parseServerUrl);
+    this.facts = factsOf(parts.control);
+    const { host, port } = parseListen(parts.config.listen);
+    const context = parts.tlsContext;
+    this.listener = new GatewayListener({
+      host,
+      port,
+      tlsFirst: parts.config.tls_first,
+      tlsFirstDelayMs: parts.config.tls_first_delay_ms,
+      handshakeTimeoutMs: parts.config.handshake_timeout_ms,
+      secureContext: () => context,
+      info: (client) => `INFO ${JSON.stringify(this.info(client))}\r\n`,
+      onSecureClient: (socket, meta) => void this.admit(socket, meta),
+      onRefused: (meta, code, reason) => this.audit(false, { code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }),
+    });
+    this.directory.onChange((event) => {
+      if (event.kind === "removed" || event.status === "suspended") this.closeTenantSessions(event.slug, event.kind === "removed" ? "tenant deleted" : "tenant suspended");
+    });
+  }
+
+  static async start(config: GatewayConfig, log: Logger): Promise<Gateway> {
+    const layout = new DataLayout(config.data_dir);
+    const cp = await ControlPlane.open({
+      dataDir: config.data_dir,
+      servers: config.nats,
+      store: config.store,
+      ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}),
+      ...(config.bucket ? { bucket: config.bucket } : {}),
+      reconnect: true,
+      pollMs: config.registry_poll_ms,
+    });
+    try {
+      const control = await cp.system();
+      if (config.sync_on_start) {
+        const result = await new TenantService(cp, tenantStreamProvisioner).sync();
+        const failed = result.tenants.filter((t) => t.result === "failed");
+        log.info({ event: "sync", tenants: result.tenants.length, failed: failed.length }, "accounts and streams synchronised with NATS");
+        for (const f of failed) log.error({ event: "sync_failed", tenant: f.slug, error: f.error }, "tenant could not be synchronised");
+      }
+      const tlsMaterial = await loadGatewayTls(layout);
+      const directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
+      const upstreamCa = config.nats_ca_file ? await readTextFile(config.nats_ca_file, "NATS CA file") : await readTextFile(layout.rootCert, "root CA certificate");
+      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa });
+      gw.watchControl();
+      gw.address = await gw.listener.listen();
+      log.info({ event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size }, "gateway listening");
+      return gw;
+    } catch (err) {
+      await cp.close();
+      throw err;
+    }
+  }
+
+  get port(): number {
+    return this.address?.port ?? 0;
+  }
+
+  private watchControl(): void {
+    void (async () => {
+      for await (const s of this.control.status()) {
+        if (s.type === "reconnect") this.facts = factsOf(this.control);
+      }
+    })().catch(() => undefined);
+  }
+
+  private info(client: { id: number; remoteAddress: string }): object {
+    return {
+      server_id: this.serverId,
+      server_name: "tenant-gateway",
+      version: this.facts.version,
+      proto: this.facts.proto,
+      go: `tenant-gateway/${GATEWAY_VERSION}`,
+      host: this.address?.host ?? "0.0.0.0",
+      port: this.address?.port ?? 0,
+      headers: this.facts.headers,
+      max_payload: this.effectiveMaxPayload(),
+      jetstream: this.facts.jetstream,
+      tls_required: true,
+      tls_verify: true,
+      client_id: client.id,
+      client_ip: client.remoteAddress,
+      ...(this.lameDuck ? { ldm: true } : {}),
+    };
+  }
+
+  /** NATS's max_payload, capped by the gateway's config and by the tenant's account limit. */
+  private effectiveMaxPayload(tenantLimit = -1): number {
+    let max = this.facts.max_payload;
+    if (this.config.max_payload > 0) max = Math.min(max, this.config.max_payload);
+    if (tenantLimit >= 0) max = Math.min(max, tenantLimit);
+    return max;
+  }
+
+  private audit(accepted: boolean, fields: Record<string, unknown>): void {
+    if (accepted) {
+      this.stats.accepted++;
+      this.log.info({ event: "connection_accepted", ...fields }, "client accepted");
+    } else {
+      this.stats.refused++;
+      this.log.warn({ event: "connection_refused", ...fields }, "client refused");
+    }
+  }
+
+  /** Decides who the client is and whether it may have a session. */
+  private resolveIdentity(socket: tls.TLSSocket): { identity: EdgeIdentity; tenant: TenantEntry } | { identity: Identity; platform: true } {
+    const { leaf, chain } = peerCertificates(socket);
+    const identity = identify(leaf, chain, this.directory);
+    if (identity.kind === "platform") {
+      if (!this.config.platform.allowed_identities.includes(identity.name)) {
+        throw new IdentityError("platform_identity_not_allowed", `platform identity "${identity.name}" may not use the gateway (allowed: ${this.config.platform.allowed_identities.join(", ") || "none"})`);
+      }
+      return { identity, platform: true };
+    }
+    const entry = this.directory.get(identity.tenant);
+    if (!entry) throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is not registered here`);
+    if (entry.record.status === "suspended") throw new IdentityError("tenant_suspended", `tenant "${identity.tenant}" is suspended`);
+    if (entry.record.status !== "active") throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is still being provisioned`);
+    return { identity, tenant: entry };
+  }
+
+  private async admit(socket: tls.TLSSocket, meta: ClientMeta): Promise<void> {
+    const remote = `${meta.remoteAddress}:${meta.remotePort}`;
+    let resolved: ReturnType<Gateway["resolveIdentity"]> | undefined;
+    let refusal: { code: string; reason: string; cn?: string } | undefined;
+    try {
+      resolved = this.resolveIdentity(socket);
+    } catch (err) {
+      const cn = socket.getPeerX509Certificate()?.subject.split("\n").find((l) => l.startsWith("CN="))?.slice(3);
+      refusal = err instanceof IdentityError ? { code: err.code, reason: err.message, ...(cn ? { cn } : {}) } : { code: "internal_error", reason: errorMessage(err) };
+    }
+    let connect: Awaited<ReturnType<typeof readConnect>>;
+    try {
+      connect = await readConnect(socket, this.config.handshake_timeout_ms);
+    } catch (err) {
+      this.audit(false, { code: err instanceof CodedError ? err.code : "connect_failed", reason: errorMessage(err), remote, ...(refusal?.cn ? { cn: refusal.cn } : {}) });
+      socket.end(errFrame(err instanceof CodedError && err.code === "malformed_connect" ? "Unknown Protocol Operation" : AUTHORIZATION_VIOLATION));
+      socket.destroy();
+      return;
+    }
+    if (refusal || !resolved) {
+      this.audit(false, { ...refusal, remote });
+      return this.reject(socket, AUTHORIZATION_VIOLATION);
+    }
+    if ("platform" in resolved) {
+      this.audit(false, { code: "platform_sessions_unavailable", reason: "platform sessions are not enabled in this build", cn: resolved.identity.cn, remote });
+      return this.reject(socket, AUTHORIZATION_VIOLATION);
+    }
+    const identity = resolved.identity;
+    const sessionId = randomBytes(6).toString("hex");
+    const log = this.log.child({ session: sessionId, tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn });
+    try {
+      const signer = resolved.tenant.signer;
+      const maxPayload = this.effectiveMaxPayload(resolved.tenant.maxPayload);
+      const minted = await this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, identity.tenant, () => mintEdgeUser(identity, signer));
+      const clientOptions = pickConnectOptions(connect.connect);
+      const upstream = await openUpstream(this.servers, this.nextUpstream++, minted, clientOptions, { timeoutMs: this.config.handshake_timeout_ms, ...(this.upstreamCa ? { ca: this.upstreamCa } : {}) });
+      if (this.lameDuck || socket.destroyed) {
+        upstream.socket.destroy();
+        return this.reject(socket, "Server Shutdown");
+      }
+      if (clientOptions.verbose) socket.write("+OK\r\n");
+      const session = new EdgeSession({
+        id: sessionId,
+        slug: identity.tenant,
+        client: socket,
+        upstream: upstream.socket,
+        log,
+        maxPayload,
+        // Clients learn the tenant's own payload limit from an INFO update before their first PONG.
+        infoUpdate: { ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), max_payload: maxPayload },
+        slowConsumerMs: this.config.slow_consumer_ms,
+        clientLeftover: connect.rest,
+        upstreamLeftover: upstream.leftover,
+        lameDuckInfo: () => ({ ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), ldm: true }),
+        onClose: (s, reason) => {
+          this.sessions.delete(s);
+          this.stats.sessions = this.sessions.size;
+          log.info({ event: "session_closed", reason, ...s.counters }, "session closed");
+        },
+      });
+      this.sessions.add(session);
+      this.stats.sessions = this.sessions.size;
+      this.audit(true, { session: sessionId, tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn, remote, nats: upstream.server.url, tls_first: meta.tlsFirst });
+      session.start();
+    } catch (err) {
+      if (err instanceof UpstreamRefused) {
+        this.audit(false, { code: "upstream_refused", reason: err.message, cn: identity.cn, tenant: identity.tenant, remote });
+        return this.reject(socket, err.serverError);
+      }
+      this.audit(false, { code: err instanceof CodedError ? err.code : "internal_error", reason: errorMessage(err), cn: identity.cn, tenant: identity.tenant, remote });
+      return this.reject(socket, "Server Unavailable");
+    }
+  }
+
+  private reject(socket: tls.TLSSocket, text: string): void {
+    socket.end(errFrame(text));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  private closeTenantSessions(slug: string, reason: string): void {
+    for (const s of this.sessions) if (s.slug === slug) s.close(reason, AUTHORIZATION_VIOLATION);
+  }
+
+  /**
+   * Lame duck: stop accepting, tell every client (INFO `ldm: true`) so it reconnects elsewhere,
+   * wait up to `drainMs` for them to leave, then close the rest.
+   */
+  async shutdown(drainMs = this.config.drain_timeout_ms): Promise<void> {
+    if (this.lameDuck) return;
+    this.lameDuck = true;
+    this.log.info({ event: "lame_duck", sessions: this.sessions.size, drain_ms: drainMs }, "stopping: lame duck mode");
+    await this.listener.close();
+    for (const s of this.sessions) s.lameDuck({ ...this.info({ id: 0, remoteAddress: "" }), ldm: true });
+    const deadline = Date.now() + drainMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const s of [...this.sessions]) s.close("gateway shutdown", "Server Shutdown");
+    this.directory.close();
+    await this.cp.close();
+    this.log.info({ event: "stopped" }, "gateway stopped");
+  }
+}
+
+function factsOf(nc: NatsConnection): UpstreamFacts {
+  const info = nc.info;
+  if (!info) throw new CodedError("upstream_unavailable", "no INFO from NATS on the control connection");
+  return { version: info.version, max_payload: info.max_payload, headers: info.headers ?? true, jetstream: info.jetstream ?? false, proto: info.proto ?? 1 };
+}

@@ -1,0 +1,167 @@
+/**
+ * Accepting clients the way nats-server does: plain TCP, INFO with `tls_required`, then the TLS
+ * upgrade on the same socket (what nats.js, nats.go and most clients do by default). Clients that
+ * start TLS at once (`tls.handshakeFirst`) are recognised by their first byte (0x16, a TLS
+ * handshake record) within a short delay, as nats-server's `handshake_first: auto` does.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import { CodedError } from "../common/coded-error.ts";
+
+export type TlsFirstMode = "auto" | "always" | "never";
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  tlsFirst: TlsFirstMode;
+  /** In auto mode, how long to wait for a TLS ClientHello before sending INFO. */
+  tlsFirstDelayMs: number;
+  handshakeTimeoutMs: number;
+  secureContext: () => tls.SecureContext;
+  /** The INFO line for a new client (plain text before TLS, or first thing after a TLS-first handshake). */
+  info: (client: { id: number; remoteAddress: string }) => string;
+  /** A client whose TLS handshake completed. */
+  onSecureClient: (socket: tls.TLSSocket, meta: ClientMeta) => void;
+  /** A connection that never became a client (no TLS, handshake failure, timeout). */
+  onRefused: (meta: ClientMeta, code: string, reason: string) => void;
+}
+
+export interface ClientMeta {
+  id: number;
+  remoteAddress: string;
+  remotePort: number;
+  tlsFirst: boolean;
+  acceptedAt: number;
+}
+
+const TLS_HANDSHAKE_RECORD = 0x16;
+
+export class GatewayListener {
+  private readonly server: net.Server;
+  private readonly opts: ListenerOptions;
+  private nextId = 1;
+  private readonly pending = new Set<net.Socket>();
+
+  constructor(opts: ListenerOptions) {
+    this.opts = opts;
+    this.server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => reject(new CodedError("listen_failed", `cannot listen on ${this.opts.host}:${this.opts.port}: ${err.code ?? err.message}`, { cause: err }));
+      this.server.once("error", onError);
+      this.server.listen(this.opts.port, this.opts.host, () => {
+        this.server.off("error", onError);
+        const addr = this.server.address() as net.AddressInfo;
+        resolve({ host: addr.address, port: addr.port });
+      });
+    });
+  }
+
+  /** Stops accepting; connections already accepted are left to their sessions. */
+  close(): Promise<void> {
+    for (const socket of this.pending) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(socket: net.Socket): void {
+    const meta: ClientMeta = { id: this.nextId++, remoteAddress: socket.remoteAddress ?? "?", remotePort: socket.remotePort ?? 0, tlsFirst: false, acceptedAt: Date.now() };
+    this.pending.add(socket);
+    socket.once("close", () => this.pending.delete(socket));
+    socket.on("error", () => socket.destroy());
+    const deadline = setTimeout(() => {
+      this.opts.onRefused(meta, "handshake_timeout", `no TLS handshake within ${this.opts.handshakeTimeoutMs} ms`);
+      socket.destroy();
+    }, this.opts.handshakeTimeoutMs);
+    deadline.unref();
+    const secureStart = (tlsFirst: boolean): void => this.startTls(socket, meta, tlsFirst, deadline);
+
+    if (this.opts.tlsFirst === "always") return secureStart(true);
+    if (this.opts.tlsFirst === "never") return secureStart(false);
+
+    const sendInfoInstead = setTimeout(() => {
+      socket.off("data", onFirstData);
+      socket.pause();
+      secureStart(false);
+    }, this.opts.tlsFirstDelayMs);
+    const onFirstData = (chunk: Buffer): void => {
+      clearTimeout(sendInfoInstead);
+      socket.pause();
+      socket.unshift(chunk);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) return secureStart(true);
+      clearTimeout(deadline);
+      this.opts.onRefused(meta, "tls_required", "the client spoke before INFO without starting TLS");
+      socket.end("-ERR 'Secure Connection - TLS Required'\r\n");
+    };
+    socket.once("data", onFirstData);
+    socket.resume();
+  }
+
+  private startTls(socket: net.Socket, meta: ClientMeta, tlsFirst: boolean, deadline: NodeJS.Timeout): void {
+    meta.tlsFirst = tlsFirst;
+    if (!tlsFirst) socket.write(this.opts.info({ id: meta.id, remoteAddress: meta.remoteAddress }));
+    // Wrapping the net.Socket (not a generic stream) keeps TLS in native code; bytes already
+    // read and unshifted are handed to OpenSSL by TLSSocket itself.
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: this.opts.secureContext(),
+      requestCert: true,
+      rejectUnauthorized: false,
+    });
+    let failed = false;
+    secure.once("error", (err: NodeJS.ErrnoException) => {
+      failed = true;
+      clearTimeout(deadline);
+      this.opts.onRefused(meta, "tls_handshake_failed", err.code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version|http request/i.test(err.message) ? "the client did not start TLS after INFO" : `TLS handshake failed: ${err.message}`);
+      secure.destroy();
+    });
+    secure.once("secure", () => {
+      clearTimeout(deadline);
+      if (failed) return;
+      this.pending.delete(socket);
+      secure.removeAllListeners("error");
+      if (tlsFirst) secure.write(this.opts.info({ id: meta.id, remoteAddress: meta.remoteAddress }));
+      this.opts.onSecureClient(secure, meta);
+    });
+  }
+}
+
+/** Reads the client's first frame, which must be CONNECT; returns its options and any bytes after it. */
+export function readConnect(socket: tls.TLSSocket, timeoutMs: number, maxLine = 64 * 1024): Promise<{ connect: Record<string, unknown>; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let buffered: Buffer = Buffer.alloc(0);
+    const finish = (err: Error | undefined, value?: { connect: Record<string, unknown>; rest: Buffer }): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.pause();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const timer = setTimeout(() => finish(new CodedError("connect_timeout", `no CONNECT within ${timeoutMs} ms`)), timeoutMs);
+    const onClose = (): void => finish(new CodedError("client_closed", "the client closed the connection before CONNECT"));
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const nl = buffered.indexOf(0x0a);
+      if (nl < 0) {
+        if (buffered.length > maxLine) finish(new CodedError("malformed_connect", "CONNECT line too long"));
+        return;
+      }
+      const line = buffered.toString("utf8", 0, nl).replace(/\r$/, "");
+      const m = /^connect[ \t]+(.*)$/i.exec(line);
+      if (!m) return finish(new CodedError("malformed_connect", `expected CONNECT, got ${JSON.stringify(line.slice(0, 16))}`));
+      let connect: unknown;
+      try {
+        connect = JSON.parse(m[1]!);
+      } catch {
+        return finish(new CodedError("malformed_connect", "CONNECT options are not valid JSON"));
+      }
+      if (typeof connect !== "object" || connect === null || Array.isArray(connect)) return finish(new CodedError("malformed_connect", "CONNECT options are not a JSON object"));
+      finish(undefined, { connect: connect as Record<string, unknown>, rest: buffered.subarray(nl + 1) });
+    };
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.resume();
+  });
+}

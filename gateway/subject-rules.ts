@@ -1,0 +1,106 @@
+/**
+ * What an edge client may name, checked on the bytes of the frame (no string is built on the
+ * hot path). Publish subjects are literal: no `*` or `>` token, no empty token; `$` subjects are
+ * refused except the account-scoped JetStream namespace (`$JS.API.`, `$JS.ACK.`, `$JS.FC.`),
+ * which passes unprefixed into the tenant's own account. Subscriptions may use wildcards but no
+ * `$` subject at all.
+ */
+
+/** Non-negative: accepted, and how. Negative: refused, and why. */
+export const SubjectVerdict = {
+  Tenant: 0,
+  JetStreamApi: 1,
+  JetStreamReply: 2,
+  Wildcard: -1,
+  EmptyToken: -2,
+  Reserved: -3,
+} as const;
+export type SubjectVerdict = (typeof SubjectVerdict)[keyof typeof SubjectVerdict];
+
+const DOT = 0x2e;
+const STAR = 0x2a;
+const GT = 0x3e;
+const DOLLAR = 0x24;
+
+function startsWithAscii(buf: Uint8Array, start: number, end: number, text: Uint8Array): boolean {
+  if (end - start < text.length) return false;
+  for (let i = 0; i < text.length; i++) if (buf[start + i] !== text[i]) return false;
+  return true;
+}
+
+const JS_API = Buffer.from("$JS.API.", "latin1");
+const JS_ACK = Buffer.from("$JS.ACK.", "latin1");
+const JS_FC = Buffer.from("$JS.FC.", "latin1");
+
+const TOKENS_OK = 0;
+const TOKENS_WILDCARD = 1;
+const TOKENS_EMPTY = 2;
+
+/** TOKENS_EMPTY for an empty token anywhere (leading, trailing or doubled dots), else whether any token is a wildcard. */
+function scanTokens(buf: Uint8Array, start: number, end: number): number {
+  let tokenStart = start;
+  let result = TOKENS_OK;
+  for (let i = start; i <= end; i++) {
+    if (i === end || buf[i] === DOT) {
+      const len = i - tokenStart;
+      if (len === 0) return TOKENS_EMPTY;
+      if (len === 1 && (buf[tokenStart] === STAR || buf[tokenStart] === GT)) result = TOKENS_WILDCARD;
+      tokenStart = i + 1;
+    }
+  }
+  return result;
+}
+
+function verdictOf(tokens: number): SubjectVerdict {
+  return tokens === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : tokens === TOKENS_WILDCARD ? SubjectVerdict.Wildcard : SubjectVerdict.Tenant;
+}
+
+export function checkPublishSubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
+  if (buf[start] === DOLLAR) {
+    // JetStream API subjects may carry wildcard filter tokens (consumer create); the API
+    // translation validates them.
+    if (startsWithAscii(buf, start, end, JS_API)) return scanTokens(buf, start, end) === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : SubjectVerdict.JetStreamApi;
+    if (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC)) {
+      const v = verdictOf(scanTokens(buf, start, end));
+      return v === SubjectVerdict.Tenant ? SubjectVerdict.JetStreamReply : v;
+    }
+    return SubjectVerdict.Reserved;
+  }
+  return verdictOf(scanTokens(buf, start, end));
+}
+
+/** A reply subject is written into the tenant namespace too: literal, no `$`. */
+export function checkReplySubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
+  if (buf[start] === DOLLAR) return SubjectVerdict.Reserved;
+  return verdictOf(scanTokens(buf, start, end));
+}
+
+export function checkSubscribeSubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
+  if (buf[start] === DOLLAR) return SubjectVerdict.Reserved;
+  return scanTokens(buf, start, end) === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : SubjectVerdict.Tenant;
+}
+
+/** Does buf[start, end) begin with `prefix` and have something after it? */
+export function hasPrefix(buf: Uint8Array, start: number, end: number, prefix: Uint8Array): boolean {
+  const n = prefix.length;
+  if (end - start <= n) return false;
+  for (let i = 0; i < n; i++) if (buf[start + i] !== prefix[i]) return false;
+  return true;
+}
+
+/** `$JS.ACK.`, `$JS.FC.` or `$JS.API.`: subjects NATS hands a tenant client inside its own account. */
+export function isJetStreamSubject(buf: Uint8Array, start: number, end: number): boolean {
+  return buf[start] === DOLLAR && (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC) || startsWithAscii(buf, start, end, JS_API));
+}
+
+/** The `-ERR` text nats-server would use for each refusal. */
+export function refusalText(verdict: SubjectVerdict, verb: "Publish" | "Subscription", subject: string): string {
+  switch (verdict) {
+    case SubjectVerdict.Wildcard:
+      return "Invalid Publish Subject";
+    case SubjectVerdict.EmptyToken:
+      return verb === "Publish" ? "Invalid Publish Subject" : "Invalid Subject";
+    default:
+      return `Permissions Violation for ${verb} to "${subject}"`;
+  }
+}

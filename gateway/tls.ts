@@ -1,0 +1,43 @@
+/**
+ * The gateway's TLS server side: its own certificate (platform CA chain), client certificates
+ * requested always. OpenSSL proves the client holds the key; whether the certificate is
+ * acceptable is decided by identify(), with codes and reasons, not by a bare TLS alert.
+ */
+import { X509Certificate } from "node:crypto";
+import tls from "node:tls";
+import { readTextFile } from "../common/files.ts";
+import type { DataLayout } from "../pki/layout.ts";
+
+export interface GatewayTlsMaterial {
+  context: tls.SecureContext;
+  root: X509Certificate;
+  platformCa: X509Certificate;
+}
+
+export async function loadGatewayTls(layout: DataLayout): Promise<GatewayTlsMaterial> {
+  const chain = await readTextFile(layout.gatewayChain, "gateway certificate chain");
+  const key = await readTextFile(layout.gatewayKey, "gateway private key");
+  const rootPem = await readTextFile(layout.rootCert, "root CA certificate");
+  const platformPem = await readTextFile(layout.platformCaCert, "platform CA certificate");
+  const context = tls.createSecureContext({ cert: chain, key, ca: rootPem, minVersion: "TLSv1.2" });
+  return { context, root: new X509Certificate(rootPem), platformCa: new X509Certificate(platformPem) };
+}
+
+/** The certificates the client sent: its leaf, and whatever chain came with it. */
+export function peerCertificates(socket: tls.TLSSocket): { leaf: X509Certificate | undefined; chain: X509Certificate[] } {
+  const leaf = socket.getPeerX509Certificate();
+  if (!leaf) return { leaf: undefined, chain: [] };
+  const chain: X509Certificate[] = [];
+  const seen = new Set<string>([leaf.fingerprint256]);
+  let detailed = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  while (detailed && detailed.raw) {
+    const next = detailed.issuerCertificate;
+    if (!next || !next.raw || next === detailed) break;
+    const cert = new X509Certificate(next.raw);
+    if (seen.has(cert.fingerprint256)) break;
+    seen.add(cert.fingerprint256);
+    chain.push(cert);
+    detailed = next;
+  }
+  return { leaf, chain };
+}

@@ -82,6 +82,7 @@ export class Gateway {
       onRefused: (meta, code, reason) => this.audit(false, { code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }),
     });
     this.directory.onChange((event) => {
+      this.log.info({ event: "tenant_changed", tenant: event.slug, change: event.kind, status: event.status }, "tenant registry change applied");
       if (event.kind === "removed" || event.status === "suspended") this.closeTenantSessions(event.slug, event.kind === "removed" ? "tenant deleted" : "tenant suspended");
     });
   }

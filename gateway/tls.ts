@@ -25,11 +25,13 @@ export async function loadGatewayTls(layout: DataLayout): Promise<GatewayTlsMate
 
 /** The certificates the client sent: its leaf, and whatever chain came with it. */
 export function peerCertificates(socket: tls.TLSSocket): { leaf: X509Certificate | undefined; chain: X509Certificate[] } {
-  const leaf = socket.getPeerX509Certificate();
-  if (!leaf) return { leaf: undefined, chain: [] };
+  // getPeerCertificate(true) first: on Node 20, after getPeerX509Certificate() the detailed
+  // object comes back without its issuer chain.
+  let detailed = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  if (!detailed || !detailed.raw) return { leaf: undefined, chain: [] };
+  const leaf = new X509Certificate(detailed.raw);
   const chain: X509Certificate[] = [];
   const seen = new Set<string>([leaf.fingerprint256]);
-  let detailed = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
   while (detailed && detailed.raw) {
     const next = detailed.issuerCertificate;
     if (!next || !next.raw || next === detailed) break;

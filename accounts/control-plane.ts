@@ -60,10 +60,17 @@ export class ControlPlane {
     // The KV registry lives in the PLATFORM account, which must be known to NATS first.
     const masterKey = await loadMasterKey({ file: opts.masterKeyFile ?? defaultMasterKeyFile(layout.dir) });
     const system = connectAsSystem(opts.servers, operator.systemUserCreds, { reconnect: opts.reconnect ?? false });
-    await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
-    const nc = await connectAsAccountUser(opts.servers, { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "tenant-gateway-registry" }, { reconnect: true });
-    const store = await KvTenantStore.open(nc, masterKey, { ...(opts.bucket ? { bucket: opts.bucket } : {}), ownsConnection: true });
-    return new ControlPlane(layout, operator, opts.servers, store, opts.reconnect ?? false, system);
+    let registry: NatsConnection | undefined;
+    try {
+      await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
+      registry = await connectAsAccountUser(opts.servers, { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "tenant-gateway-registry" }, { reconnect: true });
+      const store = await KvTenantStore.open(registry, masterKey, { ...(opts.bucket ? { bucket: opts.bucket } : {}), ownsConnection: true });
+      return new ControlPlane(layout, operator, opts.servers, store, opts.reconnect ?? false, system);
+    } catch (err) {
+      // Connections left open by a failed open would keep the process alive: a CLI command would hang.
+      await Promise.allSettled([system.then((nc) => nc.close()), registry?.close()]);
+      throw err;
+    }
   }
 
   /** The system user's connection, opened on first use. */

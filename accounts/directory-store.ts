@@ -56,22 +56,39 @@ export class DirectoryTenantStore implements TenantStore {
   async get(slug: string): Promise<TenantRecord | undefined> {
     const f = this.files(slug);
     if (!(await fileExists(f.record))) return undefined;
-    const stored = parseJson(await readTextFile(f.record, "tenant record"), f.record) as StoredRecordFile;
-    const record = { ...stored, ca_cert_pem: await readTextFile(f.caCert, `tenant "${slug}" CA certificate`), account_jwt: (await readTextFile(f.accountJwt, `tenant "${slug}" account JWT`)).trim() };
-    return checkRecord(record, f.record);
+    return this.unlessDeleted(slug, async () => {
+      const stored = parseJson(await readTextFile(f.record, "tenant record"), f.record) as StoredRecordFile;
+      const record = { ...stored, ca_cert_pem: await readTextFile(f.caCert, `tenant "${slug}" CA certificate`), account_jwt: (await readTextFile(f.accountJwt, `tenant "${slug}" account JWT`)).trim() };
+      return checkRecord(record, f.record, slug);
+    });
   }
 
   async getSecrets(slug: string): Promise<TenantSecrets | undefined> {
     const f = this.files(slug);
     if (!(await fileExists(f.caKey)) || !(await fileExists(f.accountSeed))) return undefined;
-    return checkSecrets(
-      {
-        ca_key_pem: await readTextFile(f.caKey, `tenant "${slug}" CA key`),
-        account_seed: (await readTextFile(f.accountSeed, `tenant "${slug}" account seed`)).trim(),
-        signing_seed: (await readTextFile(f.signingSeed, `tenant "${slug}" signing seed`)).trim(),
-      },
-      `of tenant "${slug}" in ${this.layout.tenantDir(slug)}`,
+    return this.unlessDeleted(slug, async () =>
+      checkSecrets(
+        {
+          ca_key_pem: await readTextFile(f.caKey, `tenant "${slug}" CA key`),
+          account_seed: (await readTextFile(f.accountSeed, `tenant "${slug}" account seed`)).trim(),
+          signing_seed: (await readTextFile(f.signingSeed, `tenant "${slug}" signing seed`)).trim(),
+        },
+        `of tenant "${slug}" in ${this.layout.tenantDir(slug)}`,
+      ),
     );
+  }
+
+  /**
+   * A tenant is several files; one deleted by another process while they are read means the
+   * tenant is gone (undefined), not that the store is broken — unless its record is still there.
+   */
+  private async unlessDeleted<T>(slug: string, read: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await read();
+    } catch (err) {
+      if ((err as { code?: string }).code === "file_not_found" && !(await fileExists(this.files(slug).record))) return undefined;
+      throw err;
+    }
   }
 
   async put(record: TenantRecord, secrets?: TenantSecrets): Promise<void> {
@@ -90,6 +107,8 @@ export class DirectoryTenantStore implements TenantStore {
   }
 
   async delete(slug: string): Promise<void> {
+    // The record goes first, so that readers never see a tenant whose other files are half removed.
+    await fs.rm(this.files(slug).record, { force: true });
     await fs.rm(this.layout.tenantDir(slug), { recursive: true, force: true });
   }
 

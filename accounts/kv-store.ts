@@ -4,6 +4,7 @@
  * AES-256-GCM under the master key. Every replica watches the bucket and sees changes at once.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude, type KV } from "@nats-io/kv";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import type { MasterKey, SealedBox } from "./secret-box.ts";
@@ -21,13 +22,17 @@ export class KvTenantStore implements TenantStore {
   readonly kind = "kv" as const;
   readonly location: string;
   private readonly kv: KV;
+  private readonly jsm: JetStreamManager;
+  private readonly bucket: string;
   private readonly masterKey: MasterKey;
   private readonly nc: NatsConnection;
   private readonly ownsConnection: boolean;
 
-  private constructor(nc: NatsConnection, kv: KV, masterKey: MasterKey, bucket: string, ownsConnection: boolean) {
+  private constructor(nc: NatsConnection, kv: KV, jsm: JetStreamManager, masterKey: MasterKey, bucket: string, ownsConnection: boolean) {
     this.nc = nc;
     this.kv = kv;
+    this.jsm = jsm;
+    this.bucket = bucket;
     this.masterKey = masterKey;
     this.location = `kv:${bucket}`;
     this.ownsConnection = ownsConnection;
@@ -37,25 +42,32 @@ export class KvTenantStore implements TenantStore {
   static async open(nc: NatsConnection, masterKey: MasterKey, opts: { bucket?: string; replicas?: number; ownsConnection?: boolean } = {}): Promise<KvTenantStore> {
     const bucket = opts.bucket ?? DEFAULT_REGISTRY_BUCKET;
     let kv: KV;
+    let jsm: JetStreamManager;
     try {
       kv = await new Kvm(nc).create(bucket, { history: 5, replicas: opts.replicas ?? 1 });
+      jsm = await jetstreamManager(nc);
     } catch (err) {
       throw new CodedError("kv_unavailable", `cannot open the KV registry bucket "${bucket}": ${errorMessage(err)}`, { cause: err });
     }
-    return new KvTenantStore(nc, kv, masterKey, bucket, opts.ownsConnection ?? false);
+    return new KvTenantStore(nc, kv, jsm, masterKey, bucket, opts.ownsConnection ?? false);
   }
 
   private async read(slug: string): Promise<KvValue | undefined> {
     const entry = await this.kv.get(KEY_PREFIX + slug);
     if (!entry || entry.operation !== "PUT" || entry.length === 0) return undefined;
-    const value = parseJson(entry.string(), `${this.location}/${KEY_PREFIX}${slug}`) as KvValue;
-    checkRecord(value.record, `${this.location}/${KEY_PREFIX}${slug}`);
-    return value;
+    const where = `${this.location}/${KEY_PREFIX}${slug}`;
+    const value = parseJson(entry.string(), where) as Partial<KvValue> | null;
+    if (typeof value !== "object" || value === null) throw new CodedError("corrupt_store", `tenant record ${where} is not a JSON object; restore it from the bucket history or delete the tenant`);
+    checkRecord(value.record, where, slug);
+    return value as KvValue;
   }
 
   async list(): Promise<TenantRecord[]> {
-    const slugs: string[] = [];
-    for await (const key of await this.kv.keys(`${KEY_PREFIX}*`)) slugs.push(key.slice(KEY_PREFIX.length));
+    // Not kv.keys(): its consumer stalls ~30 s when another replica purges a key meanwhile. The
+    // stream's subject index answers in one request; deleted keys (markers) are skipped by read().
+    const subjectPrefix = `$KV.${this.bucket}.${KEY_PREFIX}`;
+    const info = await this.jsm.streams.info(`KV_${this.bucket}`, { subjects_filter: `${subjectPrefix}*` });
+    const slugs = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
     const records: TenantRecord[] = [];
     for (const slug of slugs.sort()) {
       const v = await this.read(slug);
@@ -72,13 +84,13 @@ export class KvTenantStore implements TenantStore {
     const v = await this.read(slug);
     if (!v?.secrets) return undefined;
     const where = `secrets of tenant "${slug}" in ${this.location}`;
-    return checkSecrets(parseJson(this.masterKey.open(v.secrets, where), where), where);
+    return checkSecrets(parseJson(this.masterKey.open(v.secrets, where, KEY_PREFIX + slug), where), where);
   }
 
   async put(record: TenantRecord, secrets?: TenantSecrets): Promise<void> {
     checkRecord(record, `for "${record.slug}"`);
     let sealed: SealedBox | undefined;
-    if (secrets) sealed = this.masterKey.seal(JSON.stringify(checkSecrets(secrets, `for "${record.slug}"`)));
+    if (secrets) sealed = this.masterKey.seal(JSON.stringify(checkSecrets(secrets, `for "${record.slug}"`)), KEY_PREFIX + record.slug);
     else sealed = (await this.read(record.slug))?.secrets;
     const value: KvValue = sealed ? { record, secrets: sealed } : { record };
     await this.kv.put(KEY_PREFIX + record.slug, JSON.stringify(value));

@@ -45,23 +45,29 @@ export class MasterKey {
     return this.key.toString("hex");
   }
 
-  seal(plaintext: string): SealedBox {
+  /**
+   * `context` (e.g. the KV key the box is stored under) is authenticated with the data, so a box
+   * moved to another place fails to open there.
+   */
+  seal(plaintext: string, context = ""): SealedBox {
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", this.key, iv);
+    cipher.setAAD(Buffer.from(context, "utf8"));
     const data = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     return { alg: "AES-256-GCM", key_id: this.id, iv: iv.toString("base64"), tag: cipher.getAuthTag().toString("base64"), data: data.toString("base64") };
   }
 
-  open(box: SealedBox, what: string): string {
+  open(box: SealedBox, what: string, context = ""): string {
     if (box.key_id !== this.id) {
       throw new CodedError("wrong_master_key", `${what} is encrypted with master key ${box.key_id}, but the configured master key is ${this.id}: set ${MASTER_KEY_ENV} (or the key file) to the key the registry was written with`);
     }
     try {
       const decipher = createDecipheriv("aes-256-gcm", this.key, Buffer.from(box.iv, "base64"));
+      decipher.setAAD(Buffer.from(context, "utf8"));
       decipher.setAuthTag(Buffer.from(box.tag, "base64"));
       return Buffer.concat([decipher.update(Buffer.from(box.data, "base64")), decipher.final()]).toString("utf8");
     } catch (err) {
-      throw new CodedError("secret_tampered", `${what} fails authentication under master key ${this.id}: the stored data was altered`, { cause: err });
+      throw new CodedError("secret_tampered", `${what} fails authentication under master key ${this.id}: the stored data was altered or moved from elsewhere`, { cause: err });
     }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * A tenant's NATS account JWT: named by slug, signed by our operator, its own signing key, core
- * limits always explicit, JetStream limits from the plan; suspended tenants carry a revocation of
- * every user issued before the suspension (the server cuts their connections at once).
+ * limits always explicit, JetStream limits from the plan. A suspended tenant's account admits no
+ * connection (a revocation alone would let in users minted after it) and revokes every user
+ * issued up to the suspension, so that the server cuts live connections at once and says why.
  */
 import type { Account } from "@nats-io/jwt";
 import { encodeAccountJwt } from "./jwts.ts";
@@ -19,11 +20,15 @@ export interface TenantAccountSpec {
   signingKey: string;
   /** Seconds since the epoch; all users issued up to then are revoked. */
   revokeUsersIssuedBefore?: number;
+  /** No connections at all, whoever issued the user. */
+  suspended?: boolean;
 }
 
 export function tenantAccountClaims(spec: TenantAccountSpec, plan: Plan): Partial<Account> {
+  const limits = accountLimits(plan);
+  if (spec.suspended) limits.conn = 0;
   const claims: Partial<Account> = {
-    limits: accountLimits(plan),
+    limits,
     signing_keys: [spec.signingKey],
     tags: [`tenant:${spec.slug}`, `tenant-id:${spec.id}`, `plan:${spec.plan}`],
     description: `tenant ${spec.slug}`,

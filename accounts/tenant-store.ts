@@ -84,8 +84,11 @@ const secretsSchema = {
 const validateRecord = ajv.compile<TenantRecord>(recordSchema);
 const validateSecrets = ajv.compile<TenantSecrets>(secretsSchema);
 
-export function checkRecord(value: unknown, where: string): TenantRecord {
-  return validateOrThrow(validateRecord, value, "corrupt_store", `tenant record ${where}`);
+/** Validates a stored record; with `slug`, also that it is that tenant's (a copied directory or key is not). */
+export function checkRecord(value: unknown, where: string, slug?: string): TenantRecord {
+  const record = validateOrThrow(validateRecord, value, "corrupt_store", `tenant record ${where}`);
+  if (slug !== undefined && record.slug !== slug) throw new CodedError("corrupt_store", `tenant record ${where} is for tenant "${record.slug}", not "${slug}"; restore it from a backup or delete it`);
+  return record;
 }
 
 export function checkSecrets(value: unknown, where: string): TenantSecrets {

@@ -2,7 +2,8 @@
  * Tenant lifecycle: create, list, show, suspend, resume, delete, sync. Each operation takes effect
  * in the running NATS at once (account JWT pushed with $SYS.REQ.CLAIMS.UPDATE) — never a NATS
  * restart, never a config edit. A create interrupted at any point leaves a `provisioning` record
- * (or just the CA files) that `tenant create` or `sync` completes.
+ * that `tenant create` or `sync` completes, or (before the record) only CA files that no listing
+ * shows and that the next `tenant create` of that slug reuses.
  */
 import { randomUUID, X509Certificate } from "node:crypto";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
@@ -50,6 +51,11 @@ export interface TenantView {
 const nowIso = (): string => new Date().toISOString();
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
+async function untilSecondAfter(seconds: number): Promise<void> {
+  const wait = (seconds + 1) * 1000 - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
 export class TenantService {
   private readonly cp: ControlPlane;
   private readonly streams: TenantStreamProvisioner | undefined;
@@ -75,8 +81,10 @@ export class TenantService {
       account: { public_key: record.account_public_key, signing_key: record.signing_public_key },
       limits: plans.plans[record.plan] ?? getPlan(plans, record.plan),
     };
-    if (withStreams && this.streams && record.status !== "provisioning") {
+    if (withStreams && this.streams && record.status === "active") {
       view.streams = await this.streams.describe(this.cp, await this.load(record.slug)).catch((err: unknown) => ({ error: errorMessage(err) }));
+    } else if (withStreams && this.streams && record.status === "suspended") {
+      view.streams = { error: "not shown while the tenant is suspended: its NATS account admits no connection" };
     }
     return view;
   }
@@ -96,14 +104,29 @@ export class TenantService {
     const record = await this.get(slug);
     const secrets = await this.cp.store.getSecrets(slug);
     if (!secrets) throw new CodedError("corrupt_store", `tenant "${slug}" in ${this.cp.store.location} has no secrets (CA key, account seeds)`);
-    return { record, secrets, signingKey: NativeKeyPair.fromSeed(secrets.signing_seed) };
+    const signingKey = NativeKeyPair.fromSeed(secrets.signing_seed);
+    // Seeds that do not belong to the record's account would sign JWTs NATS rejects, or the wrong tenant's.
+    if (signingKey.getPublicKey() !== record.signing_public_key || NativeKeyPair.fromSeed(secrets.account_seed).getPublicKey() !== record.account_public_key) {
+      throw new CodedError("corrupt_store", `the secrets of tenant "${slug}" in ${this.cp.store.location} do not belong to its account ${record.account_public_key}`);
+    }
+    return { record, secrets, signingKey };
   }
 
-  private async signAccount(record: TenantRecord, secrets: TenantSecrets): Promise<string> {
+  /** `admitConnections`: a suspended tenant's users are revoked but the account still admits users issued later. */
+  private async signAccount(record: TenantRecord, opts: { admitConnections?: boolean } = {}): Promise<string> {
     const plan = getPlan(await this.cp.plans(), record.plan);
-    const revoke = record.status === "suspended" && record.suspended_at ? Math.floor(Date.parse(record.suspended_at) / 1000) : undefined;
+    const suspended = record.status === "suspended";
+    const revoke = suspended && record.suspended_at ? Math.floor(Date.parse(record.suspended_at) / 1000) : undefined;
     return encodeTenantAccountJwt(
-      { slug: record.slug, id: record.id, plan: record.plan, account: record.account_public_key, signingKey: record.signing_public_key, ...(revoke === undefined ? {} : { revokeUsersIssuedBefore: revoke }) },
+      {
+        slug: record.slug,
+        id: record.id,
+        plan: record.plan,
+        account: record.account_public_key,
+        signingKey: record.signing_public_key,
+        suspended: suspended && !opts.admitConnections,
+        ...(revoke === undefined ? {} : { revokeUsersIssuedBefore: revoke }),
+      },
       plan,
       this.cp.operator.operator,
     );
@@ -116,7 +139,7 @@ export class TenantService {
   /** Re-signs (current plan limits, status) and stores and pushes the account. */
   private async publish(record: TenantRecord, secrets: TenantSecrets, writeSecrets = false): Promise<TenantRecord> {
     const updated = { ...record, updated_at: nowIso() };
-    updated.account_jwt = await this.signAccount(updated, secrets);
+    updated.account_jwt = await this.signAccount(updated);
     await this.cp.store.put(updated, writeSecrets ? secrets : undefined);
     await this.push(updated);
     return updated;
@@ -124,8 +147,8 @@ export class TenantService {
 
   async create(slug: string, opts: { name?: string; plan?: string } = {}): Promise<{ status: "created" | "completed"; tenant: TenantRecord }> {
     assertTenantSlug(slug);
-    const planName = opts.plan ?? DEFAULT_PLAN;
-    getPlan(await this.cp.plans(), planName);
+    const plans = await this.cp.plans();
+    if (opts.plan !== undefined) getPlan(plans, opts.plan);
     // Reach NATS before writing anything: an unreachable server must leave nothing behind.
     await this.cp.system();
 
@@ -133,7 +156,11 @@ export class TenantService {
     if (existing && existing.status !== "provisioning") {
       throw new CodedError("tenant_exists", `tenant "${slug}" already exists (status ${existing.status}, id ${existing.id})`);
     }
+    // Completing an interrupted create keeps the plan it was started with.
+    const planName = existing?.plan ?? opts.plan ?? DEFAULT_PLAN;
+    getPlan(plans, planName);
     const secrets = existing ? await this.cp.store.getSecrets(slug) : undefined;
+    if (existing && !secrets) throw new CodedError("corrupt_store", `tenant "${slug}" in ${this.cp.store.location} is provisioning but has no secrets (CA key, account seeds); delete it and create it again`);
     const { caCertPem, caKeyPem } = await this.tenantCa(slug, secrets);
     crashPoint("tenant_create_after_ca");
 
@@ -154,7 +181,7 @@ export class TenantService {
       signing_public_key: signing.getPublicKey(),
       account_jwt: "",
     };
-    record.account_jwt = await this.signAccount(record, fullSecrets);
+    record.account_jwt = await this.signAccount(record);
     await this.cp.store.put(record, fullSecrets);
     crashPoint("tenant_create_after_record");
 
@@ -199,15 +226,25 @@ export class TenantService {
   }
 
   /**
-   * Cuts every user (revocation pushed first, so live connections drop), removes the streams,
-   * removes the account from the resolver, then forgets the tenant.
+   * Cuts every user (a revocation pushed first, so live connections drop; the record is marked
+   * suspended, so gateways admit no new session), removes the streams through a control user
+   * issued after the revocation, removes the account from the resolver (NATS then closes and
+   * refuses every connection of it), then forgets the tenant. Interrupted, it leaves a suspended
+   * tenant that a second delete finishes.
    */
   async delete(slug: string): Promise<{ slug: string; account: string; resolver: string }> {
     const loaded = await this.load(slug);
-    const revoked = { ...loaded.record, status: "suspended" as const, suspended_at: new Date(nowSeconds() * 1000).toISOString() };
-    revoked.account_jwt = await this.signAccount(revoked, loaded.secrets);
+    const cutAt = nowSeconds();
+    const revoked: TenantRecord = { ...loaded.record, status: "suspended", suspended_at: new Date(cutAt * 1000).toISOString(), updated_at: nowIso() };
+    // Not the suspension's zero-connection limit: the streams are removed from inside this account.
+    revoked.account_jwt = await this.signAccount(revoked, { admitConnections: true });
+    await this.cp.store.put(revoked);
     await this.push(revoked);
-    if (this.streams) await this.streams.remove(this.cp, loaded);
+    if (this.streams) {
+      // JWT times are whole seconds: a control user issued within the revocation's second is revoked too.
+      await untilSecondAfter(cutAt);
+      await this.streams.remove(this.cp, { ...loaded, record: revoked });
+    }
     const resolver = await deleteAccounts(await this.cp.system(), this.cp.operator.operator, [loaded.record.account_public_key]);
     await this.cp.store.delete(slug);
     return { slug, account: loaded.record.account_public_key, resolver };

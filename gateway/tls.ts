@@ -33,7 +33,7 @@ export function peerCertificates(socket: tls.TLSSocket): { leaf: X509Certificate
   const chain: X509Certificate[] = [];
   const seen = new Set<string>([leaf.fingerprint256]);
   while (detailed && detailed.raw) {
-    const next = detailed.issuerCertificate;
+    const next: tls.DetailedPeerCertificate | undefined = detailed.issuerCertificate;
     if (!next || !next.raw || next === detailed) break;
     const cert = new X509Certificate(next.raw);
     if (seen.has(cert.fingerprint256)) break;

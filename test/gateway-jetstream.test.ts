@@ -90,7 +90,7 @@ test.serial("nats v2's JetStream API: publish and a pull consumer", async (t) =>
   const got: string[] = [];
   for await (const m of msgs) {
     got.push(`${m.subject}=${new TextDecoder().decode(m.data)}`);
-    m.ack();
+    await m.ackAck();
   }
   t.deepEqual(got, ["logs.syslog.v2=v2 line"]);
   const info = await jsm.consumers.info("logs", "v2reader");

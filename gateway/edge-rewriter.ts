@@ -9,7 +9,7 @@ import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolErr
 import { OutputBuffer, SubjectBytes } from "./protocol/encoder.ts";
 import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
 import { tenantSubjectMapper, type SubjectMapper } from "./subject-mapper.ts";
-import { checkPublishSubject, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, refusalText, SubjectVerdict } from "./subject-rules.ts";
+import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, refusalText, SubjectVerdict } from "./subject-rules.ts";
 
 export interface SessionCounters {
   msgsIn: number;
@@ -20,9 +20,10 @@ export interface SessionCounters {
   dropped: number;
 }
 
-/** Why a session must end: a log event, and the -ERR text the client gets (if any). */
+/** Why a session must end: a log event, a stable code, and the -ERR text the client gets (if any). */
 export interface SessionEnd {
   event: string;
+  code: string;
   reason: string;
   errText?: string;
   subject?: string;
@@ -45,6 +46,19 @@ const JS_REPLY_TTL_MS = 60_000;
 const SLAB_BYTES = 16 * 1024;
 const NO_PREFIX = new Uint8Array(0);
 const EMPTY = Buffer.alloc(0);
+/**
+ * nats-server's default max_control_line. The gateway writes `<slug>.` in front of a frame's
+ * subject and reply, so it accepts client lines shorter by twice the prefix: a line the client
+ * could send to NATS directly must still fit once rewritten.
+ */
+const NATS_MAX_CONTROL_LINE = 4096;
+
+const REFUSAL_CODES: Record<number, string> = {
+  [SubjectVerdict.Wildcard]: "subject_wildcard",
+  [SubjectVerdict.EmptyToken]: "subject_empty_token",
+  [SubjectVerdict.Reserved]: "subject_reserved",
+  [SubjectVerdict.ControlCharacter]: "subject_control_character",
+};
 
 /** `-ERR '<text>'\r\n`, the text made safe for the framing. */
 export function errFrame(text: string): Buffer {
@@ -76,7 +90,10 @@ export class EdgeRewriter {
     this.prefix = Buffer.from(this.prefixText, "latin1");
     this.mapper = tenantSubjectMapper(slug);
     this.events = opts.events;
-    this.clientParser = new ClientProtocolParser({ onFrame: (f) => this.fromClient(f), onError: (e) => this.protocolError("client", e) }, { maxPayload: opts.maxPayload });
+    this.clientParser = new ClientProtocolParser(
+      { onFrame: (f) => this.fromClient(f), onError: (e) => this.protocolError("client", e) },
+      { maxPayload: opts.maxPayload, maxControlLine: NATS_MAX_CONTROL_LINE - 2 * this.prefix.length },
+    );
     this.upstreamParser = new ServerProtocolParser({ onFrame: (f) => this.fromUpstream(f), onError: (e) => this.protocolError("nats", e) });
   }
 
@@ -101,6 +118,11 @@ export class EdgeRewriter {
   /** Whatever is still buffered for the client, e.g. before closing. */
   pendingForClient(): Buffer | undefined {
     return this.toClient.length > 0 ? this.toClient.take() : undefined;
+  }
+
+  /** Whatever is still buffered for NATS: the frames of a read that came before the one that ended the session. */
+  pendingForUpstream(): Buffer | undefined {
+    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
   }
 
   private end(end: SessionEnd): void {
@@ -137,6 +159,10 @@ export class EdgeRewriter {
       case ClientVerb.Sub: {
         const verdict = checkSubscribeSubject(buf, f.subjectStart, f.subjectEnd);
         if (verdict < 0) return this.refuse(verdict, "Subscription", "subscribe_refused", frameString(buf, f.subjectStart, f.subjectEnd));
+        if (f.queueStart >= 0) {
+          const qv = checkQueueName(buf, f.queueStart, f.queueEnd);
+          if (qv < 0) return this.refuse(qv, "Subscription", "subscribe_refused", frameString(buf, f.queueStart, f.queueEnd));
+        }
         const queue = f.queueStart >= 0 ? this.queue.set(buf, f.queueStart, f.queueEnd) : null;
         out.sub(this.subject.set(buf, f.subjectStart, f.subjectEnd, this.prefix), queue, f.sid);
         return;
@@ -158,7 +184,7 @@ export class EdgeRewriter {
 
   private refuse(verdict: SubjectVerdict, verb: "Publish" | "Subscription", event: string, subject: string): void {
     const errText = refusalText(verdict, verb, subject);
-    this.end({ event, reason: errText, errText, subject });
+    this.end({ event, code: REFUSAL_CODES[verdict] ?? "subject_refused", reason: errText, errText, subject });
   }
 
   /** `$JS.API.…` requests: refused here with a JetStream error reply, or translated into the tenant view. */
@@ -286,7 +312,7 @@ export class EdgeRewriter {
   }
 
   private protocolError(side: "client" | "nats", err: ProtocolError): void {
-    this.end({ event: side === "client" ? "client_protocol_error" : "nats_protocol_error", reason: `${side} protocol error: ${err.code}: ${err.message}`, ...(side === "client" ? { errText: err.wireText } : {}) });
+    this.end({ event: side === "client" ? "client_protocol_error" : "nats_protocol_error", code: err.code, reason: `${side} protocol error: ${err.code}: ${err.message}`, ...(side === "client" ? { errText: err.wireText } : {}) });
   }
 
   /** An INFO for the client (limits, lame duck), after whatever is already pending for it. */

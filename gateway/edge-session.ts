@@ -10,6 +10,9 @@ import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
 import { EdgeRewriter, errFrame, type SessionCounters, type SessionEnd } from "./edge-rewriter.ts";
 
+/** How long a closing session waits for a socket to take its last bytes before cutting it. */
+const LINGER_MS = 2000;
+
 export interface EdgeSessionOptions {
   id: string;
   slug: string;
@@ -117,7 +120,7 @@ export class EdgeSession {
   }
 
   private ended(end: SessionEnd): void {
-    this.log.warn({ event: end.event, subject: end.subject, error: end.reason }, "ending the session");
+    this.log.warn({ event: end.event, code: end.code, subject: end.subject, error: end.reason }, "ending the session");
     this.close(end.event, end.errText);
   }
 
@@ -136,8 +139,14 @@ export class EdgeSession {
     if (errText) this.client.end(errFrame(errText));
     else this.client.end();
     // The client gets a moment to read the last words; a peer that never reads is cut.
-    setTimeout(() => this.client.destroy(), 2000).unref();
-    this.upstream.destroy();
+    setTimeout(() => this.client.destroy(), LINGER_MS).unref();
+    // Frames read before the one that ended the session still reach NATS, as they would have
+    // without the gateway in between (nats-server acts on each frame before it reads the next).
+    const toNats = this.rewriter.pendingForUpstream();
+    if (toNats) {
+      this.upstream.end(toNats);
+      setTimeout(() => this.upstream.destroy(), LINGER_MS).unref();
+    } else this.upstream.destroy();
     this.opts.onClose(this, reason);
   }
 

@@ -36,11 +36,18 @@ export interface ClientMeta {
 
 const TLS_HANDSHAKE_RECORD = 0x16;
 
+/** How a connection's handshake ended: refused (reported once) or a secure client. */
+interface HandshakeOutcome {
+  refuse(code: string, reason: string): void;
+  admitted(): void;
+}
+
 export class GatewayListener {
   private readonly server: net.Server;
   private readonly opts: ListenerOptions;
   private nextId = 1;
   private readonly pending = new Set<net.Socket>();
+  private closing = false;
 
   constructor(opts: ListenerOptions) {
     this.opts = opts;
@@ -59,46 +66,79 @@ export class GatewayListener {
     });
   }
 
-  /** Stops accepting; connections already accepted are left to their sessions. */
+  /**
+   * Stops accepting: the port is closed when this resolves. Connections already accepted are left
+   * to their sessions (net.Server's own close callback would wait for every one of them to end,
+   * so a lame-duck shutdown would never get to tell them).
+   */
   close(): Promise<void> {
+    this.closing = true;
     for (const socket of this.pending) socket.destroy();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    if (this.server.listening) this.server.close();
+    return Promise.resolve();
   }
 
   private accept(socket: net.Socket): void {
     const meta: ClientMeta = { id: this.nextId++, remoteAddress: socket.remoteAddress ?? "?", remotePort: socket.remotePort ?? 0, tlsFirst: false, acceptedAt: Date.now() };
     this.pending.add(socket);
-    socket.once("close", () => this.pending.delete(socket));
     socket.on("error", () => socket.destroy());
+    let decided = false;
     const deadline = setTimeout(() => {
-      this.opts.onRefused(meta, "handshake_timeout", `no TLS handshake within ${this.opts.handshakeTimeoutMs} ms`);
+      outcome.refuse("handshake_timeout", `no TLS handshake within ${this.opts.handshakeTimeoutMs} ms`);
       socket.destroy();
     }, this.opts.handshakeTimeoutMs);
     deadline.unref();
-    const secureStart = (tlsFirst: boolean): void => this.startTls(socket, meta, tlsFirst, deadline);
+    // Whatever ends the handshake first decides how the connection is reported, once.
+    const outcome: HandshakeOutcome = {
+      refuse: (code, reason) => {
+        if (decided) return;
+        decided = true;
+        clearTimeout(deadline);
+        if (!this.closing) this.opts.onRefused(meta, code, reason);
+      },
+      admitted: () => {
+        decided = true;
+        clearTimeout(deadline);
+        this.pending.delete(socket);
+      },
+    };
+    // A connection closed before TLS (a load balancer's health check, a port scan) is reported
+    // as such, at once, not as a handshake timeout later.
+    socket.once("close", () => {
+      this.pending.delete(socket);
+      outcome.refuse("client_closed", "the client closed the connection before the TLS handshake");
+    });
+    const secureStart = (tlsFirst: boolean): void => this.startTls(socket, meta, tlsFirst, outcome);
 
     if (this.opts.tlsFirst === "always") return secureStart(true);
     if (this.opts.tlsFirst === "never") return secureStart(false);
 
+    let spoke = false;
     const sendInfoInstead = setTimeout(() => {
-      socket.off("data", onFirstData);
-      socket.pause();
-      secureStart(false);
+      // A timer that fires late, because the event loop was busy, must not overrule a ClientHello
+      // that arrived in time: reads already waiting run first (I/O before setImmediate).
+      setImmediate(() => {
+        if (spoke || socket.destroyed) return;
+        socket.off("data", onFirstData);
+        socket.pause();
+        secureStart(false);
+      });
     }, this.opts.tlsFirstDelayMs);
+    socket.once("close", () => clearTimeout(sendInfoInstead));
     const onFirstData = (chunk: Buffer): void => {
+      spoke = true;
       clearTimeout(sendInfoInstead);
       socket.pause();
       socket.unshift(chunk);
       if (chunk[0] === TLS_HANDSHAKE_RECORD) return secureStart(true);
-      clearTimeout(deadline);
-      this.opts.onRefused(meta, "tls_required", "the client spoke before INFO without starting TLS");
+      outcome.refuse("tls_required", "the client spoke before INFO without starting TLS");
       socket.end("-ERR 'Secure Connection - TLS Required'\r\n");
     };
     socket.once("data", onFirstData);
     socket.resume();
   }
 
-  private startTls(socket: net.Socket, meta: ClientMeta, tlsFirst: boolean, deadline: NodeJS.Timeout): void {
+  private startTls(socket: net.Socket, meta: ClientMeta, tlsFirst: boolean, outcome: HandshakeOutcome): void {
     meta.tlsFirst = tlsFirst;
     if (!tlsFirst) socket.write(this.opts.info({ id: meta.id, remoteAddress: meta.remoteAddress }));
     // Wrapping the net.Socket (not a generic stream) keeps TLS in native code; bytes already
@@ -110,17 +150,19 @@ export class GatewayListener {
       rejectUnauthorized: false,
     });
     let failed = false;
-    secure.once("error", (err: NodeJS.ErrnoException) => {
+    const onHandshakeError = (err: NodeJS.ErrnoException): void => {
       failed = true;
-      clearTimeout(deadline);
-      this.opts.onRefused(meta, "tls_handshake_failed", err.code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version|http request/i.test(err.message) ? "the client did not start TLS after INFO" : `TLS handshake failed: ${err.message}`);
+      outcome.refuse("tls_handshake_failed", err.code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version|http request/i.test(err.message) ? "the client did not start TLS after INFO" : `TLS handshake failed: ${err.message}`);
       secure.destroy();
-    });
+    };
+    secure.on("error", onHandshakeError);
     secure.once("secure", () => {
-      clearTimeout(deadline);
-      if (failed) return;
-      this.pending.delete(socket);
-      secure.removeAllListeners("error");
+      if (failed || secure.destroyed) return;
+      outcome.admitted();
+      secure.off("error", onHandshakeError);
+      // Until a session takes the socket (after CONNECT and the upstream handshake), a reset
+      // from the client must not go unhandled: that would take the whole gateway down.
+      secure.on("error", () => secure.destroy());
       if (tlsFirst) secure.write(this.opts.info({ id: meta.id, remoteAddress: meta.remoteAddress }));
       this.opts.onSecureClient(secure, meta);
     });

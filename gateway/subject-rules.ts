@@ -3,7 +3,9 @@
  * hot path). Publish subjects are literal: no `*` or `>` token, no empty token; `$` subjects are
  * refused except the account-scoped JetStream namespace (`$JS.API.`, `$JS.ACK.`, `$JS.FC.`),
  * which passes unprefixed into the tenant's own account. Subscriptions may use wildcards but no
- * `$` subject at all.
+ * `$` subject at all. No subject, reply or queue group may hold a control character: the client
+ * parser keeps a stray CR or form feed inside an argument, but nats-server splits arguments on
+ * them, so `PUB a\rb 1` would reach NATS as subject `<slug>.a` with the unprefixed reply `b`.
  */
 
 /** Non-negative: accepted, and how. Negative: refused, and why. */
@@ -14,6 +16,8 @@ export const SubjectVerdict = {
   Wildcard: -1,
   EmptyToken: -2,
   Reserved: -3,
+  /** A control character (CR, LF, form feed, NUL, …) or DEL inside the subject. */
+  ControlCharacter: -4,
 } as const;
 export type SubjectVerdict = (typeof SubjectVerdict)[keyof typeof SubjectVerdict];
 
@@ -21,6 +25,8 @@ const DOT = 0x2e;
 const STAR = 0x2a;
 const GT = 0x3e;
 const DOLLAR = 0x24;
+const SPACE = 0x20;
+const DEL = 0x7f;
 
 function startsWithAscii(buf: Uint8Array, start: number, end: number, text: Uint8Array): boolean {
   if (end - start < text.length) return false;
@@ -35,31 +41,54 @@ const JS_FC = Buffer.from("$JS.FC.", "latin1");
 const TOKENS_OK = 0;
 const TOKENS_WILDCARD = 1;
 const TOKENS_EMPTY = 2;
+const TOKENS_CONTROL = 3;
 
-/** TOKENS_EMPTY for an empty token anywhere (leading, trailing or doubled dots), else whether any token is a wildcard. */
+/**
+ * TOKENS_CONTROL for a control character or DEL anywhere, TOKENS_EMPTY for an empty token
+ * (leading, trailing or doubled dots), else whether any token is a wildcard.
+ */
 function scanTokens(buf: Uint8Array, start: number, end: number): number {
   let tokenStart = start;
   let result = TOKENS_OK;
   for (let i = start; i <= end; i++) {
-    if (i === end || buf[i] === DOT) {
+    const b = buf[i]!;
+    if (i === end || b === DOT) {
       const len = i - tokenStart;
-      if (len === 0) return TOKENS_EMPTY;
-      if (len === 1 && (buf[tokenStart] === STAR || buf[tokenStart] === GT)) result = TOKENS_WILDCARD;
+      if (len === 0) result = TOKENS_EMPTY;
+      else if (len === 1 && result === TOKENS_OK && (buf[tokenStart] === STAR || buf[tokenStart] === GT)) result = TOKENS_WILDCARD;
       tokenStart = i + 1;
-    }
+    } else if (b <= SPACE || b === DEL) return TOKENS_CONTROL;
   }
   return result;
 }
 
 function verdictOf(tokens: number): SubjectVerdict {
-  return tokens === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : tokens === TOKENS_WILDCARD ? SubjectVerdict.Wildcard : SubjectVerdict.Tenant;
+  switch (tokens) {
+    case TOKENS_CONTROL:
+      return SubjectVerdict.ControlCharacter;
+    case TOKENS_EMPTY:
+      return SubjectVerdict.EmptyToken;
+    case TOKENS_WILDCARD:
+      return SubjectVerdict.Wildcard;
+    default:
+      return SubjectVerdict.Tenant;
+  }
+}
+
+/** A queue group name is passed as it is: it must be one argument to nats-server too. */
+export function checkQueueName(buf: Uint8Array, start: number, end: number): SubjectVerdict {
+  for (let i = start; i < end; i++) if (buf[i]! <= SPACE || buf[i] === DEL) return SubjectVerdict.ControlCharacter;
+  return SubjectVerdict.Tenant;
 }
 
 export function checkPublishSubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
   if (buf[start] === DOLLAR) {
     // JetStream API subjects may carry wildcard filter tokens (consumer create); the API
     // translation validates them.
-    if (startsWithAscii(buf, start, end, JS_API)) return scanTokens(buf, start, end) === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : SubjectVerdict.JetStreamApi;
+    if (startsWithAscii(buf, start, end, JS_API)) {
+      const tokens = scanTokens(buf, start, end);
+      return tokens === TOKENS_CONTROL || tokens === TOKENS_EMPTY ? verdictOf(tokens) : SubjectVerdict.JetStreamApi;
+    }
     if (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC)) {
       const v = verdictOf(scanTokens(buf, start, end));
       return v === SubjectVerdict.Tenant ? SubjectVerdict.JetStreamReply : v;
@@ -77,7 +106,8 @@ export function checkReplySubject(buf: Uint8Array, start: number, end: number): 
 
 export function checkSubscribeSubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
   if (buf[start] === DOLLAR) return SubjectVerdict.Reserved;
-  return scanTokens(buf, start, end) === TOKENS_EMPTY ? SubjectVerdict.EmptyToken : SubjectVerdict.Tenant;
+  const tokens = scanTokens(buf, start, end);
+  return tokens === TOKENS_WILDCARD ? SubjectVerdict.Tenant : verdictOf(tokens);
 }
 
 /** Does buf[start, end) begin with `prefix` and have something after it? */
@@ -99,6 +129,7 @@ export function refusalText(verdict: SubjectVerdict, verb: "Publish" | "Subscrip
     case SubjectVerdict.Wildcard:
       return "Invalid Publish Subject";
     case SubjectVerdict.EmptyToken:
+    case SubjectVerdict.ControlCharacter:
       return verb === "Publish" ? "Invalid Publish Subject" : "Invalid Subject";
     default:
       return `Permissions Violation for ${verb} to "${subject}"`;

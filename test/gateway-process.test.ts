@@ -1,0 +1,209 @@
+/**
+ * `tenant-gateway serve` as its own process, the way an operator runs it: JSON logs on stdout,
+ * lame duck on SIGTERM (clients told with INFO `ldm: true`, new connections refused, exit 0 within
+ * the drain timeout), and a clear one-line failure for a broken config or an unreachable NATS.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { promises as fs } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import readline from "node:readline";
+import test from "ava";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { initDataDir } from "../accounts/bootstrap.ts";
+import { ControlPlane } from "../accounts/control-plane.ts";
+import { NatsFiles } from "../accounts/operator.ts";
+import { TenantService } from "../accounts/tenants.ts";
+import { issueComponentFiles } from "../pki/authority.ts";
+import { DataLayout } from "../pki/layout.ts";
+import { tenantStreamProvisioner } from "../streams/provisioner.ts";
+import { CLI } from "./helpers/cli.ts";
+import { startNatsServer, type RunningNatsServer } from "./helpers/nats-server.ts";
+import { tempDir } from "./helpers/tmp.ts";
+
+const DRAIN_TIMEOUT_MS = 3000;
+/** Start-up of a fresh process (tsx transpiles the sources first) and the shutdown after the drain. */
+const PROCESS_MARGIN_MS = 5000;
+
+let layout: DataLayout;
+let nats: RunningNatsServer;
+let edgeTls: { cert: string; key: string; ca: string };
+
+test.before(async () => {
+  layout = new DataLayout(tempDir("ntg-proc-"));
+  await initDataDir(layout, { natsPort: -1 });
+  nats = await startNatsServer(new NatsFiles(layout).serverConfig);
+  const cp = await ControlPlane.open({ dataDir: layout.dir, servers: [nats.url] });
+  try {
+    const tenants = new TenantService(cp, tenantStreamProvisioner);
+    await tenants.sync();
+    await tenants.create("acme-corp", { plan: "pro" });
+    const { files } = await issueComponentFiles(layout, { tenant: "acme-corp", component: "agent-001", partition: "partition-1" });
+    edgeTls = { cert: await fs.readFile(files.cert, "utf8"), key: await fs.readFile(files.key, "utf8"), ca: await fs.readFile(layout.rootCert, "utf8") };
+  } finally {
+    await cp.close();
+  }
+});
+
+test.after.always(async () => {
+  await nats?.stop();
+});
+
+interface Serve {
+  child: ChildProcess;
+  /** Every JSON line the process logged on stdout so far. */
+  lines: Record<string, unknown>[];
+  stderr: () => string;
+  /** The first logged line (so far or to come) that matches. */
+  line(predicate: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function serve(args: string[], env: NodeJS.ProcessEnv = {}): Serve {
+  const child = spawn(process.execPath, [CLI, "serve", ...args], { env: { ...process.env, TENANT_GATEWAY_DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS), ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = once(child, "exit").then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }));
+  const reader = readline.createInterface({ input: child.stdout! });
+  const listeners = new Set<() => void>();
+  reader.on("line", (text) => {
+    try {
+      lines.push(JSON.parse(text) as Record<string, unknown>);
+    } catch {
+      lines.push({ text });
+    }
+    for (const l of listeners) l();
+  });
+  return {
+    child,
+    lines,
+    stderr: () => stderr,
+    exited,
+    line: (predicate, timeoutMs = 30_000) =>
+      new Promise((resolve, reject) => {
+        const check = (): boolean => {
+          const found = lines.find(predicate);
+          if (!found) return false;
+          cleanup();
+          resolve(found);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`no such log line within ${timeoutMs} ms; stdout: ${JSON.stringify(lines).slice(-2000)}; stderr: ${stderr}`));
+        }, timeoutMs);
+        const onExit = (): void => {
+          if (check()) return;
+          cleanup();
+          reject(new Error(`the process exited first; stdout: ${JSON.stringify(lines).slice(-2000)}; stderr: ${stderr}`));
+        };
+        const cleanup = (): void => {
+          clearTimeout(timer);
+          listeners.delete(listener);
+          child.off("exit", onExit);
+        };
+        const listener = (): void => void check();
+        if (check()) return;
+        listeners.add(listener);
+        child.once("exit", onExit);
+      }),
+  };
+}
+
+/** Runs `serve` to its end (or kills it after `timeoutMs`): exit code and stderr. */
+async function serveToEnd(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stderr: string; stdout: string }> {
+  const run = serve(args);
+  const timer = setTimeout(() => run.child.kill("SIGKILL"), timeoutMs);
+  const { code } = await run.exited;
+  clearTimeout(timer);
+  return { code, stderr: run.stderr(), stdout: run.lines.map((l) => JSON.stringify(l)).join("\n") };
+}
+
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function refusedConnection(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve("connected");
+    });
+    socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+  });
+}
+
+test("SIGTERM: clients get INFO with ldm, new connections are refused, and the process exits 0 within the drain timeout", async (t) => {
+  const run = serve(["--listen", "127.0.0.1:0", "--nats", nats.url, "--data-dir", layout.dir], { TENANT_GATEWAY_SYNC_ON_START: "false" });
+  t.teardown(() => {
+    if (run.child.exitCode === null) run.child.kill("SIGKILL");
+  });
+  const listening = await run.line((l) => l.event === "listening");
+  const port = listening.port as number;
+  t.true(port > 0);
+
+  const nc: NatsConnection = await connect({ servers: `tls://127.0.0.1:${port}`, tls: edgeTls, reconnect: false });
+  t.teardown(() => nc.close());
+  const sub = nc.subscribe("events.process", { max: 1 });
+  nc.publish("events.process", "before SIGTERM");
+  t.is((await sub[Symbol.asyncIterator]().next()).value?.string(), "before SIGTERM", "the session works before the signal");
+  const lameDuck = (async () => {
+    for await (const s of nc.status()) if (s.type === "ldm") return true;
+    return false;
+  })();
+
+  const signalled = Date.now();
+  run.child.kill("SIGTERM");
+  t.true(await within(lameDuck, DRAIN_TIMEOUT_MS, "INFO with ldm"), "the client was told the gateway is going away (INFO ldm: true)");
+  t.is(await refusedConnection(port), "ECONNREFUSED", "no new connections once in lame duck mode");
+  const { code, signal } = await within(run.exited, DRAIN_TIMEOUT_MS + PROCESS_MARGIN_MS, "the process exiting");
+  const took = Date.now() - signalled;
+  t.is(signal, null);
+  t.is(code, 0, run.stderr());
+  t.true(took < DRAIN_TIMEOUT_MS + PROCESS_MARGIN_MS, `exited ${took} ms after SIGTERM`);
+  t.truthy(run.lines.find((l) => l.event === "lame_duck"));
+  t.truthy(run.lines.find((l) => l.event === "stopped"));
+});
+
+test("a config file that is not valid YAML: non-zero exit, one line naming the file", async (t) => {
+  const file = path.join(tempDir("ntg-conf-"), "broken.yaml");
+  await fs.writeFile(file, "listen: [127.0.0.1:0\nnats: {\n");
+  const r = await serveToEnd(["--config", file, "--data-dir", layout.dir]);
+  t.not(r.code, 0);
+  const lines = r.stderr.trim().split("\n");
+  t.is(lines.length, 1, r.stderr);
+  t.true(lines[0]!.includes(file), lines[0]);
+  t.regex(lines[0]!, /YAML/);
+});
+
+test("a config file with an unknown key: non-zero exit, one line naming the file and the key", async (t) => {
+  const file = path.join(tempDir("ntg-conf-"), "unknown-key.yaml");
+  await fs.writeFile(file, `listen: 127.0.0.1:0\nnats: ${nats.url}\nslow_consumer_msec: 500\n`);
+  const r = await serveToEnd(["--config", file, "--data-dir", layout.dir]);
+  t.not(r.code, 0);
+  const lines = r.stderr.trim().split("\n");
+  t.is(lines.length, 1, r.stderr);
+  t.true(lines[0]!.includes(file), lines[0]);
+  t.true(lines[0]!.includes("slow_consumer_msec"), lines[0]);
+});
+
+test("an unreachable NATS: non-zero exit, naming the URL", async (t) => {
+  const closed = await new Promise<number>((resolve) => {
+    const probe = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+  const url = `nats://127.0.0.1:${closed}`;
+  const r = await serveToEnd(["--listen", "127.0.0.1:0", "--nats", url, "--data-dir", layout.dir]);
+  t.not(r.code, 0, "exits by itself, with a failure");
+  t.true(r.stderr.includes(url), r.stderr);
+  t.is(r.stderr.trim().split("\n").length, 1, r.stderr);
+});

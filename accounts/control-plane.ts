@@ -62,7 +62,8 @@ export class ControlPlane {
     const system = connectAsSystem(opts.servers, operator.systemUserCreds, { reconnect: opts.reconnect ?? false });
     let registry: NatsConnection | undefined;
     try {
-      await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
+      // Only when NATS does not know it yet: the pushed PLATFORM account carries the tenant imports.
+      if (!(await accountKnown(await system, operator.platform.getPublicKey()))) await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
       registry = await connectAsAccountUser(opts.servers, { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "tenant-gateway-registry" }, { reconnect: true });
       const store = await KvTenantStore.open(registry, masterKey, { ...(opts.bucket ? { bucket: opts.bucket } : {}), ownsConnection: true });
       return new ControlPlane(layout, operator, opts.servers, store, opts.reconnect ?? false, system);
@@ -94,6 +95,16 @@ export class ControlPlane {
     const system = this.systemConnection;
     this.systemConnection = undefined;
     await Promise.allSettled([...this.extraConnections.map((c) => c.close()), system?.then((c) => c.close()), this.store.close()]);
+  }
+}
+
+/** Does NATS know this account? (`$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP` answers only for known ones.) */
+async function accountKnown(system: NatsConnection, account: string): Promise<boolean> {
+  try {
+    const reply = await system.request(`$SYS.REQ.ACCOUNT.${account}.CLAIMS.LOOKUP`, "", { timeout: 1000 });
+    return reply.data.length > 0;
+  } catch {
+    return false;
   }
 }
 

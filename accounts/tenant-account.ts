@@ -6,6 +6,7 @@
  */
 import type { Account } from "@nats-io/jwt";
 import { encodeAccountJwt } from "./jwts.ts";
+import { tenantPlatformExports } from "./platform-account.ts";
 import type { NativeKeyPair } from "./native-keys.ts";
 import { accountLimits, type Plan } from "./plans.ts";
 
@@ -30,6 +31,8 @@ export function tenantAccountClaims(spec: TenantAccountSpec, plan: Plan): Partia
   const claims: Partial<Account> = {
     limits,
     signing_keys: [spec.signingKey],
+    // Offered to the PLATFORM account only: no other account's JWT ever imports them.
+    exports: tenantPlatformExports(spec.slug),
     tags: [`tenant:${spec.slug}`, `tenant-id:${spec.id}`, `plan:${spec.plan}`],
     description: `tenant ${spec.slug}`,
   };

@@ -13,6 +13,7 @@ import { ensureTenantCa, loadRoot } from "../pki/authority.ts";
 import { createTenantCa, summarizeCertificate, type CertificateSummary } from "../pki/certificates.ts";
 import { assertTenantSlug } from "../pki/names.ts";
 import { deleteAccounts, pushAccountJwt } from "./claims.ts";
+import { encodePlatformAccountJwt } from "./platform-account.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 import { DEFAULT_PLAN, getPlan, type Plan } from "./plans.ts";
@@ -136,6 +137,20 @@ export class TenantService {
     await pushAccountJwt(await this.cp.system(), record.account_jwt, this.cp.operator.operator.getPublicKey());
   }
 
+  /**
+   * Re-signs the PLATFORM account with an import set for every tenant NATS knows (active or
+   * suspended, plus `including`), and pushes it. Its cost grows with the tenant count (see the
+   * README's platform figures), so it runs once per create, delete or sync.
+   */
+  async pushPlatform(including?: TenantRecord): Promise<{ tenants: number; jwt_bytes: number }> {
+    const records = (await this.cp.store.list()).filter((r) => r.status !== "provisioning" || r.slug === including?.slug);
+    if (including && !records.some((r) => r.slug === including.slug)) records.push(including);
+    const op = this.cp.operator;
+    const jwt = await encodePlatformAccountJwt(op.operator, op.platform, op.platformSigning.getPublicKey(), records.map((r) => ({ slug: r.slug, account: r.account_public_key })));
+    await pushAccountJwt(await this.cp.system(), jwt, op.operator.getPublicKey(), { timeoutMs: 60_000 });
+    return { tenants: records.length, jwt_bytes: jwt.length };
+  }
+
   /** Re-signs (current plan limits, status) and stores and pushes the account. */
   private async publish(record: TenantRecord, secrets: TenantSecrets, writeSecrets = false): Promise<TenantRecord> {
     const updated = { ...record, updated_at: nowIso() };
@@ -189,6 +204,7 @@ export class TenantService {
     await this.streams?.apply(this.cp, { record, secrets: fullSecrets, signingKey: signing }, {});
     record = { ...record, status: "active", updated_at: nowIso() };
     await this.cp.store.put(record);
+    await this.pushPlatform(record);
     return { status: existing ? "completed" : "created", tenant: record };
   }
 
@@ -247,6 +263,7 @@ export class TenantService {
     }
     const resolver = await deleteAccounts(await this.cp.system(), this.cp.operator.operator, [loaded.record.account_public_key]);
     await this.cp.store.delete(slug);
+    await this.pushPlatform();
     return { slug, account: loaded.record.account_public_key, resolver };
   }
 
@@ -255,8 +272,7 @@ export class TenantService {
    * interrupted creates, and applies streams. Reports per tenant; one failure does not stop the rest.
    */
   async sync(): Promise<{ platform: string; tenants: Array<{ slug: string; status: string; result: "pushed" | "completed" | "failed"; error?: string }> }> {
-    const nc = await this.cp.system();
-    await pushAccountJwt(nc, this.cp.operator.platformJwt, this.cp.operator.operator.getPublicKey());
+    await this.cp.system();
     const results: Array<{ slug: string; status: string; result: "pushed" | "completed" | "failed"; error?: string }> = [];
     for (const record of await this.cp.store.list()) {
       try {
@@ -273,6 +289,8 @@ export class TenantService {
         results.push({ slug: record.slug, status: record.status, result: "failed", error: errorMessage(err) });
       }
     }
+    // Last: it imports from every tenant account, which NATS must know first.
+    await this.pushPlatform();
     return { platform: this.cp.operator.platform.getPublicKey(), tenants: results };
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { Permissions } from "@nats-io/jwt";
 import { EDGE_JETSTREAM_PUBLISH_ALLOW, EDGE_JETSTREAM_PUBLISH_DENY } from "../gateway/jetstream-api.ts";
-import type { EdgeIdentity } from "../pki/identity.ts";
+import type { EdgeIdentity, PlatformIdentity } from "../pki/identity.ts";
 import { encodeUserJwt } from "./jwts.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 
@@ -17,11 +17,35 @@ export interface MintedUser {
   exp: number;
 }
 
+/** How long a client may answer a request that came from outside its namespace (nanoseconds). */
+const RESPONSE_TTL_NS = 120 * 1_000_000_000;
+
 export function edgeUserPermissions(slug: string): Permissions {
   return {
     pub: { allow: [`${slug}.>`, ...EDGE_JETSTREAM_PUBLISH_ALLOW], deny: EDGE_JETSTREAM_PUBLISH_DENY },
     sub: { allow: [`${slug}.>`] },
+    // A platform request reaches the tenant with a reply subject NATS made up (`_R_.…`);
+    // the response permission lets the client answer exactly that once.
+    resp: { max: 1, ttl: RESPONSE_TTL_NS },
   };
+}
+
+/**
+ * A platform identity in the PLATFORM account: everything the account's imports reach (every
+ * tenant, prefixed, and `$JS.<slug>.API`), never the account's own internals: its JetStream API
+ * (audit stream, KV registry), KV and object stores, `$SYS`, or the gateway's `_tg.` subjects.
+ */
+export function platformUserPermissions(): Permissions {
+  const internals = ["$SYS.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "_tg.>"];
+  // `_tg_to.<slug>.>` is how the gateway publishes into a tenant for a platform session.
+  return { pub: { allow: [">"], deny: internals }, sub: { allow: [">"], deny: [...internals, "_tg_to.>"] } };
+}
+
+export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner): Promise<MintedUser> {
+  const user = NativeKeyPair.create("user");
+  const exp = Math.floor(identity.notAfter.getTime() / 1000);
+  const jwt = await encodeUserJwt(identity.cn, user, { signer: signer.signingKey, account: signer.account, permissions: platformUserPermissions(), tags: [`platform:${identity.name}`], exp });
+  return { jwt, user, exp };
 }
 
 export interface AccountSigner {

@@ -2,7 +2,9 @@
 import { Command, CommanderError } from "commander";
 import { initCommand, syncCommand } from "./commands/init.ts";
 import { pkiCommand } from "./commands/pki.ts";
+import { auditCommand } from "./commands/audit.ts";
 import { devCommand, serveCommand } from "./commands/serve.ts";
+import { streamsCommand } from "./commands/streams.ts";
 import { tenantCommand } from "./commands/tenant.ts";
 import { EXIT_USAGE } from "./output.ts";
 
@@ -14,7 +16,9 @@ export function buildProgram(): Command {
   program.addCommand(initCommand());
   program.addCommand(pkiCommand());
   program.addCommand(tenantCommand());
+  program.addCommand(streamsCommand());
   program.addCommand(syncCommand());
+  program.addCommand(auditCommand());
   program.addCommand(serveCommand());
   program.addCommand(devCommand());
   return program;
@@ -26,7 +30,6 @@ function applyExitOverride(cmd: Command): void {
 }
 
 const program = buildProgram();
-program.addCommand((await import("./commands/streams.ts")).streamsCommand());
 applyExitOverride(program);
 try {
   await program.parseAsync(process.argv);

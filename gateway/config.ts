@@ -34,6 +34,10 @@ export interface GatewayConfig {
   /** Trust for tls:// upstream URLs (default: the data dir's root CA). */
   nats_ca_file?: string;
   platform: { allowed_identities: string[] };
+  /** Retention of the audit stream, e.g. "30d". */
+  audit_max_age: string;
+  /** Repeats of one cross-tenant operation within this window become one summary record. */
+  audit_window_ms: number;
 }
 
 export const DEFAULT_CONFIG: GatewayConfig = {
@@ -51,6 +55,8 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   sync_on_start: true,
   registry_poll_ms: 1000,
   platform: { allowed_identities: ["admin"] },
+  audit_max_age: "30d",
+  audit_window_ms: 60_000,
 };
 
 const schema = {
@@ -73,6 +79,8 @@ const schema = {
     sync_on_start: { type: "boolean" },
     registry_poll_ms: { type: "integer", minimum: 50, maximum: 600000 },
     nats_ca_file: { type: "string" },
+    audit_max_age: { type: "string", pattern: "^\\d+[smhd]?$|^(\\d+[smhd])+$" },
+    audit_window_ms: { type: "integer", minimum: 100, maximum: 3600000 },
     platform: {
       type: "object",
       additionalProperties: false,
@@ -101,7 +109,7 @@ export async function readConfigFile(file: string): Promise<PartialConfig> {
   try {
     parsed = /\.json$/i.test(file) ? JSON.parse(text) : YAML.parse(text, { prettyErrors: true });
   } catch (err) {
-    throw new CodedError("invalid_config", `config file ${file} is not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]}`);
+    throw new CodedError("invalid_config", `config file ${file} is not valid ${/\.json$/i.test(file) ? "JSON" : "YAML"}: ${(err as Error).message.split("\n")[0]!.replace(/:\s*$/, "")}`);
   }
   if (parsed === null || parsed === undefined) return {};
   return check(parsed, `config file ${file}`);

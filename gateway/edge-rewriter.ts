@@ -9,39 +9,15 @@ import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolErr
 import { OutputBuffer, SubjectBytes } from "./protocol/encoder.ts";
 import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
 import { tenantSubjectMapper, type SubjectMapper } from "./subject-mapper.ts";
+import { REFUSAL_CODES, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
 import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, refusalText, SubjectVerdict } from "./subject-rules.ts";
-
-export interface SessionCounters {
-  msgsIn: number;
-  bytesIn: number;
-  msgsOut: number;
-  bytesOut: number;
-  /** Messages from NATS on subjects this tenant does not own: never delivered. */
-  dropped: number;
-}
-
-/** Why a session must end: a log event, a stable code, and the -ERR text the client gets (if any). */
-export interface SessionEnd {
-  event: string;
-  code: string;
-  reason: string;
-  errText?: string;
-  subject?: string;
-}
-
-/** What the rewriter reports; the session logs it. */
-export interface RewriterEvents {
-  ended(end: SessionEnd): void;
-  dropped(kind: "subject" | "reply", subject: string): void;
-  jetStreamRefused(api: string, code: number, reason: string, description: string): void;
-  natsError(text: string): void;
-  /** NATS said it is entering lame duck mode. */
-  natsLameDuck(): void;
-}
 
 /** JetStream API replies in flight whose bodies need translating, keyed by reply subject (tenant view). */
 const MAX_PENDING_JS_REPLIES = 1024;
 const JS_REPLY_TTL_MS = 60_000;
+/** Reply subjects NATS makes up for requests that crossed a service import. */
+const SERVICE_IMPORT_REPLY = Buffer.from("_R_.", "latin1");
+const MAX_FOREIGN_REPLIES = 1024;
 /** Output slab per direction: small, so an idle session holds little memory. */
 const SLAB_BYTES = 16 * 1024;
 const NO_PREFIX = new Uint8Array(0);
@@ -53,21 +29,7 @@ const EMPTY = Buffer.alloc(0);
  */
 const NATS_MAX_CONTROL_LINE = 4096;
 
-const REFUSAL_CODES: Record<number, string> = {
-  [SubjectVerdict.Wildcard]: "subject_wildcard",
-  [SubjectVerdict.EmptyToken]: "subject_empty_token",
-  [SubjectVerdict.Reserved]: "subject_reserved",
-  [SubjectVerdict.ControlCharacter]: "subject_control_character",
-};
-
-/** `-ERR '<text>'\r\n`, the text made safe for the framing. */
-export function errFrame(text: string): Buffer {
-  const out = new OutputBuffer(256);
-  out.err(text);
-  return out.take();
-}
-
-export class EdgeRewriter {
+export class EdgeRewriter implements SessionRewriter {
   readonly slug: string;
   readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0 };
   private readonly prefix: Buffer;
@@ -80,6 +42,7 @@ export class EdgeRewriter {
   private readonly subject = new SubjectBytes();
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
+  private readonly foreignReplies = new Set<string>();
   private readonly pendingJs = new Map<string, { op: JetStreamApiOperation; at: number }>();
   private readonly events: RewriterEvents;
   private endedWith: SessionEnd | undefined;
@@ -151,7 +114,8 @@ export class EdgeRewriter {
         this.counters.msgsIn++;
         this.counters.bytesIn += f.payloadEnd - f.payloadStart;
         if (verdict === SubjectVerdict.JetStreamApi) return this.jetStreamRequest(f);
-        const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, verdict === SubjectVerdict.Tenant ? this.prefix : NO_PREFIX);
+        const unprefixed = verdict !== SubjectVerdict.Tenant || (this.foreignReplies.size > 0 && this.isForeignReply(buf, f.subjectStart, f.subjectEnd));
+        const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, unprefixed ? NO_PREFIX : this.prefix);
         if (f.verb === ClientVerb.Pub) out.pub(subject, reply, buf, f.payloadStart, f.payloadEnd);
         else out.hpub(subject, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
         return;
@@ -217,6 +181,17 @@ export class EdgeRewriter {
     } else out.pub(to, reply, newBody, 0, newBody.length);
   }
 
+  private rememberForeignReply(reply: string): void {
+    if (this.foreignReplies.size >= MAX_FOREIGN_REPLIES) this.foreignReplies.delete(this.foreignReplies.values().next().value!);
+    this.foreignReplies.add(reply);
+  }
+
+  /** A reply subject NATS handed this session (and only once): answered outside the prefix. */
+  private isForeignReply(buf: Buffer, start: number, end: number): boolean {
+    if (!hasPrefix(buf, start, end, SERVICE_IMPORT_REPLY)) return false;
+    return this.foreignReplies.delete(frameString(buf, start, end));
+  }
+
   private trackJetStreamReply(reply: string, op: JetStreamApiOperation): void {
     const now = Date.now();
     if (this.pendingJs.size >= MAX_PENDING_JS_REPLIES) {
@@ -248,7 +223,12 @@ export class EdgeRewriter {
         if (f.replyStart >= 0) {
           if (hasPrefix(buf, f.replyStart, f.replyEnd, this.prefix)) reply = this.reply.set(buf, f.replyStart + this.prefix.length, f.replyEnd);
           else if (isJetStreamSubject(buf, f.replyStart, f.replyEnd)) reply = this.reply.set(buf, f.replyStart, f.replyEnd);
-          else {
+          else if (hasPrefix(buf, f.replyStart, f.replyEnd, SERVICE_IMPORT_REPLY)) {
+            // A request from the platform (through the PLATFORM account's import): NATS made up
+            // this reply subject; the client may answer it once, unprefixed.
+            reply = this.reply.set(buf, f.replyStart, f.replyEnd);
+            this.rememberForeignReply(frameString(buf, f.replyStart, f.replyEnd));
+          } else {
             this.counters.dropped++;
             this.events.dropped("reply", frameString(buf, f.replyStart, f.replyEnd));
             return;

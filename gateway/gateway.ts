@@ -6,18 +6,25 @@
 import { randomBytes } from "node:crypto";
 import type tls from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream } from "@nats-io/jetstream";
+import { connectAsAccountUser } from "../accounts/nats-control.ts";
+import { parseDurationSeconds } from "../streams/units.ts";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import { readTextFile } from "../common/files.ts";
 import type { Logger } from "../common/logger.ts";
 import { ControlPlane } from "../accounts/control-plane.ts";
 import { TenantService } from "../accounts/tenants.ts";
-import { mintEdgeUser } from "../accounts/user-jwt.ts";
-import { identify, IdentityError, type EdgeIdentity, type Identity } from "../pki/identity.ts";
+import { mintEdgeUser, mintPlatformUser, type AccountSigner, type MintedUser } from "../accounts/user-jwt.ts";
+import { identify, IdentityError, type EdgeIdentity, type Identity, type PlatformIdentity } from "../pki/identity.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import { parseListen, type GatewayConfig } from "./config.ts";
-import { errFrame } from "./edge-rewriter.ts";
-import { EdgeSession } from "./edge-session.ts";
+import { AuditTrail, SessionAudit } from "./audit.ts";
+import { ensureAuditStream } from "./audit-stream.ts";
+import { ClientSession } from "./client-session.ts";
+import { EdgeRewriter } from "./edge-rewriter.ts";
+import { PlatformRewriter } from "./platform-rewriter.ts";
+import { errFrame, type RewriterEvents, type SessionRewriter } from "./session-rewriter.ts";
 import { GatewayListener, readConnect, type ClientMeta } from "./listener.ts";
 import { TenantDirectory, type TenantEntry } from "./tenant-directory.ts";
 import { loadGatewayTls, peerCertificates } from "./tls.ts";
@@ -35,6 +42,17 @@ interface UpstreamFacts {
   proto: number;
 }
 
+/** Platform users are cached under this pseudo-tenant (no tenant change invalidates them). */
+const PLATFORM_CACHE_KEY = "\u0000platform";
+
+interface SessionPlan {
+  slug: string | undefined;
+  fields: Record<string, unknown>;
+  maxPayload: number;
+  user: () => Promise<MintedUser>;
+  rewriter: (events: RewriterEvents) => SessionRewriter;
+}
+
 export interface GatewayStats {
   sessions: number;
   accepted: number;
@@ -49,8 +67,11 @@ export class Gateway {
   private readonly directory: TenantDirectory;
   private readonly listener: GatewayListener;
   private readonly servers: UpstreamServer[];
-  private readonly sessions = new Set<EdgeSession>();
+  private readonly sessions = new Set<ClientSession>();
   private readonly upstreamCa: string | undefined;
+  private readonly platformSigner: AccountSigner;
+  private readonly auditTrail: AuditTrail;
+  private readonly auditConnection: NatsConnection;
   private facts: UpstreamFacts;
   private control: NatsConnection;
   private nextUpstream = 0;
@@ -58,8 +79,14 @@ export class Gateway {
   private address: { host: string; port: number } | undefined;
   readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0 };
 
-  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined }) {
+  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection }) {
     this.config = parts.config;
+    this.platformSigner = { account: parts.cp.operator.platform.getPublicKey(), signingKey: parts.cp.operator.platformSigning };
+    this.auditConnection = parts.auditConnection;
+    const js = jetstream(parts.auditConnection);
+    this.auditTrail = new AuditTrail(parts.log, (subject, record) => {
+      js.publish(subject, JSON.stringify(record)).catch((err: unknown) => parts.log.error({ event: "audit_write_failed", error: errorMessage(err), subject }, "audit record not stored in the audit stream (it is in this log)"));
+    });
     this.log = parts.log;
     this.cp = parts.cp;
     this.directory = parts.directory;
@@ -109,7 +136,11 @@ export class Gateway {
       const tlsMaterial = await loadGatewayTls(layout);
       const directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
       const upstreamCa = config.nats_ca_file ? await readTextFile(config.nats_ca_file, "NATS CA file") : await readTextFile(layout.rootCert, "root CA certificate");
-      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa });
+      // The gateway's own user in the PLATFORM account writes the audit stream; it never expires.
+      const auditConnection = await connectAsAccountUser(config.nats, { account: cp.operator.platform.getPublicKey(), signer: cp.operator.platformSigning, name: "tenant-gateway-audit" }, { reconnect: true });
+      const auditStream = await ensureAuditStream(auditConnection, { maxAgeSeconds: parseDurationSeconds(config.audit_max_age) ?? 30 * 86_400 });
+      log.info({ event: "audit_stream", status: auditStream, max_age: config.audit_max_age }, "audit stream ready");
+      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection });
       gw.watchControl();
       gw.address = await gw.listener.listen();
       log.info({ event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size }, "gateway listening");
@@ -127,7 +158,11 @@ export class Gateway {
   private watchControl(): void {
     void (async () => {
       for await (const s of this.control.status()) {
-        if (s.type === "reconnect") this.facts = factsOf(this.control);
+        if (s.type === "disconnect") this.log.warn({ event: "nats_disconnected", server: s.server }, "control connection to NATS lost");
+        if (s.type === "reconnect") {
+          this.facts = factsOf(this.control);
+          this.log.info({ event: "nats_reconnected", server: s.server }, "control connection to NATS restored");
+        }
       }
     })().catch(() => undefined);
   }
@@ -187,6 +222,32 @@ export class Gateway {
     return { identity, tenant: entry };
   }
 
+  /** How a resolved identity becomes a session: its user, its limits, its rewriter, its log fields. */
+  private sessionPlan(resolved: ReturnType<Gateway["resolveIdentity"]>, sessionId: string, remote: string): SessionPlan {
+    if ("platform" in resolved) {
+      const identity = resolved.identity as PlatformIdentity;
+      const signer = this.platformSigner;
+      const maxPayload = this.effectiveMaxPayload();
+      const audit = new SessionAudit(this.auditTrail, { identity: identity.name, cn: identity.cn, session: sessionId, remote }, this.config.audit_window_ms);
+      return {
+        slug: undefined,
+        fields: { platform: identity.name, cn: identity.cn },
+        maxPayload,
+        user: () => this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, PLATFORM_CACHE_KEY, () => mintPlatformUser(identity, signer)),
+        rewriter: (events) => new PlatformRewriter({ maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events }),
+      };
+    }
+    const { identity, tenant } = resolved;
+    const maxPayload = this.effectiveMaxPayload(tenant.maxPayload);
+    return {
+      slug: identity.tenant,
+      fields: { tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn },
+      maxPayload,
+      user: () => this.directory.users.get(`${identity.fingerprint}:${tenant.signer.signingKey.getPublicKey()}`, identity.tenant, () => mintEdgeUser(identity, tenant.signer)),
+      rewriter: (events) => new EdgeRewriter(identity.tenant, { maxPayload, events }),
+    };
+  }
+
   private async admit(socket: tls.TLSSocket, meta: ClientMeta): Promise<void> {
     const remote = `${meta.remoteAddress}:${meta.remotePort}`;
     let resolved: ReturnType<Gateway["resolveIdentity"]> | undefined;
@@ -210,17 +271,11 @@ export class Gateway {
       this.audit(false, { ...refusal, remote });
       return this.reject(socket, AUTHORIZATION_VIOLATION);
     }
-    if ("platform" in resolved) {
-      this.audit(false, { code: "platform_sessions_unavailable", reason: "platform sessions are not enabled in this build", cn: resolved.identity.cn, remote });
-      return this.reject(socket, AUTHORIZATION_VIOLATION);
-    }
-    const identity = resolved.identity;
     const sessionId = randomBytes(6).toString("hex");
-    const log = this.log.child({ session: sessionId, tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn });
+    const plan = this.sessionPlan(resolved, sessionId, remote);
+    const log = this.log.child({ session: sessionId, ...plan.fields });
     try {
-      const signer = resolved.tenant.signer;
-      const maxPayload = this.effectiveMaxPayload(resolved.tenant.maxPayload);
-      const minted = await this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, identity.tenant, () => mintEdgeUser(identity, signer));
+      const minted = await plan.user();
       const clientOptions = pickConnectOptions(connect.connect);
       const upstream = await openUpstream(this.servers, this.nextUpstream++, minted, clientOptions, { timeoutMs: this.config.handshake_timeout_ms, ...(this.upstreamCa ? { ca: this.upstreamCa } : {}) });
       if (this.lameDuck || socket.destroyed) {
@@ -228,15 +283,15 @@ export class Gateway {
         return this.reject(socket, "Server Shutdown");
       }
       if (clientOptions.verbose) socket.write("+OK\r\n");
-      const session = new EdgeSession({
+      const session = new ClientSession({
         id: sessionId,
-        slug: identity.tenant,
+        slug: plan.slug,
         client: socket,
         upstream: upstream.socket,
         log,
-        maxPayload,
-        // Clients learn the tenant's own payload limit from an INFO update before their first PONG.
-        infoUpdate: { ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), max_payload: maxPayload },
+        rewriter: plan.rewriter,
+        // Clients learn their own payload limit (the tenant's plan) from an INFO update before their first PONG.
+        infoUpdate: { ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), max_payload: plan.maxPayload },
         slowConsumerMs: this.config.slow_consumer_ms,
         clientLeftover: connect.rest,
         upstreamLeftover: upstream.leftover,
@@ -249,14 +304,14 @@ export class Gateway {
       });
       this.sessions.add(session);
       this.stats.sessions = this.sessions.size;
-      this.audit(true, { session: sessionId, tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn, remote, nats: upstream.server.url, tls_first: meta.tlsFirst });
+      this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst });
       session.start();
     } catch (err) {
       if (err instanceof UpstreamRefused) {
-        this.audit(false, { code: "upstream_refused", reason: err.message, cn: identity.cn, tenant: identity.tenant, remote });
+        this.audit(false, { code: "upstream_refused", reason: err.message, ...plan.fields, remote });
         return this.reject(socket, err.serverError);
       }
-      this.audit(false, { code: err instanceof CodedError ? err.code : "internal_error", reason: errorMessage(err), cn: identity.cn, tenant: identity.tenant, remote });
+      this.audit(false, { code: err instanceof CodedError ? err.code : "internal_error", reason: errorMessage(err), ...plan.fields, remote });
       return this.reject(socket, "Server Unavailable");
     }
   }
@@ -284,6 +339,7 @@ export class Gateway {
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of [...this.sessions]) s.close("gateway shutdown", "Server Shutdown");
     this.directory.close();
+    await this.auditConnection.drain().catch(() => undefined);
     await this.cp.close();
     this.log.info({ event: "stopped" }, "gateway stopped");
   }

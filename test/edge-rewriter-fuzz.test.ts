@@ -6,7 +6,8 @@
  */
 import test from "ava";
 import fc from "fast-check";
-import { EdgeRewriter, type RewriterEvents, type SessionEnd } from "../gateway/edge-rewriter.ts";
+import { EdgeRewriter } from "../gateway/edge-rewriter.ts";
+import type { RewriterEvents, SessionEnd } from "../gateway/session-rewriter.ts";
 import { ClientVerb, ServerVerb, type ClientFrame, type ServerFrame } from "../gateway/protocol/frames.ts";
 import { ClientProtocolParser, ServerProtocolParser } from "../gateway/protocol/parser.ts";
 

@@ -1,26 +1,27 @@
 /**
- * One edge client session: the client's TLS socket on one side, its own upstream connection to
- * nats-server (as the user minted for its identity) on the other, and an EdgeRewriter deciding
- * what crosses. Flow control both ways: when one side's socket cannot take more, the other side
+ * One client session: the client's TLS socket on one side, its own upstream connection to
+ * nats-server (as the user minted for its identity) on the other, and a rewriter deciding what
+ * crosses (EdgeRewriter for a tenant's client, PlatformRewriter for a platform identity). Flow
+ * control both ways: when one side's socket cannot take more, the other side
  * is not read until it drains; a client that stays backed up for `slowConsumerMs` is cut with
  * -ERR 'Slow Consumer'. A refused frame ends this session only.
  */
 import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
-import { EdgeRewriter, errFrame, type SessionCounters, type SessionEnd } from "./edge-rewriter.ts";
+import { errFrame, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
 
 /** How long a closing session waits for a socket to take its last bytes before cutting it. */
 const LINGER_MS = 2000;
 
-export interface EdgeSessionOptions {
+export interface ClientSessionOptions {
   id: string;
-  slug: string;
+  /** The tenant of an edge session; undefined for a platform session. */
+  slug: string | undefined;
   client: tls.TLSSocket;
   upstream: net.Socket;
   log: Logger;
-  /** Largest payload (headers included) the client may publish. */
-  maxPayload: number;
+  rewriter: (events: RewriterEvents) => SessionRewriter;
   /** An INFO sent before anything else is relayed (the tenant's own limits). */
   infoUpdate?: object;
   slowConsumerMs: number;
@@ -29,21 +30,21 @@ export interface EdgeSessionOptions {
   upstreamLeftover: Buffer;
   /** The gateway's INFO with `ldm: true`, for when NATS goes lame duck. */
   lameDuckInfo: () => object;
-  onClose: (session: EdgeSession, reason: string) => void;
+  onClose: (session: ClientSession, reason: string) => void;
 }
 
-export class EdgeSession {
+export class ClientSession {
   readonly id: string;
-  readonly slug: string;
+  readonly slug: string | undefined;
   private readonly client: tls.TLSSocket;
   private readonly upstream: net.Socket;
   private readonly log: Logger;
-  private readonly rewriter: EdgeRewriter;
-  private readonly opts: EdgeSessionOptions;
+  private readonly rewriter: SessionRewriter;
+  private readonly opts: ClientSessionOptions;
   private closed = false;
   private slowTimer: NodeJS.Timeout | undefined;
 
-  constructor(opts: EdgeSessionOptions) {
+  constructor(opts: ClientSessionOptions) {
     this.opts = opts;
     this.id = opts.id;
     this.slug = opts.slug;
@@ -51,15 +52,12 @@ export class EdgeSession {
     this.upstream = opts.upstream;
     this.log = opts.log;
     const log = opts.log;
-    this.rewriter = new EdgeRewriter(opts.slug, {
-      maxPayload: opts.maxPayload,
-      events: {
-        ended: (end) => this.ended(end),
-        dropped: (kind, subject) => log.warn({ event: kind === "subject" ? "foreign_subject_dropped" : "foreign_reply_dropped", subject }, "NATS delivered a subject this tenant does not own; dropped"),
-        jetStreamRefused: (api, code, reason, description) => log.info({ event: "jetstream_api_refused", api, code, reason }, description),
-        natsError: (text) => log.info({ event: "nats_error", error: text }, "NATS reported an error to the session"),
-        natsLameDuck: () => this.lameDuck(opts.lameDuckInfo()),
-      },
+    this.rewriter = opts.rewriter({
+      ended: (end) => this.ended(end),
+      dropped: (kind, subject) => log.warn({ event: kind === "subject" ? "foreign_subject_dropped" : "foreign_reply_dropped", subject }, "NATS delivered a subject this session does not own; dropped"),
+      jetStreamRefused: (api, code, reason, description) => log.info({ event: "jetstream_api_refused", api, code, reason }, description),
+      natsError: (text) => log.info({ event: "nats_error", error: text }, "NATS reported an error to the session"),
+      natsLameDuck: () => this.lameDuck(opts.lameDuckInfo()),
     });
   }
 
@@ -147,6 +145,7 @@ export class EdgeSession {
       this.upstream.end(toNats);
       setTimeout(() => this.upstream.destroy(), LINGER_MS).unref();
     } else this.upstream.destroy();
+    this.rewriter.closed?.();
     this.opts.onClose(this, reason);
   }
 

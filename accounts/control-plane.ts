@@ -39,7 +39,7 @@ export class ControlPlane {
   readonly servers: string[];
   readonly store: TenantStore;
   private systemConnection: Promise<NatsConnection> | undefined;
-  private readonly extraConnections: NatsConnection[] = [];
+  private readonly extraConnections = new Set<NatsConnection>();
   private readonly reconnect: boolean;
 
   private constructor(layout: DataLayout, operator: OperatorMaterial, servers: string[], store: TenantStore, reconnect: boolean, system?: Promise<NatsConnection>) {
@@ -87,14 +87,15 @@ export class ControlPlane {
   /** A control user inside an account (full permissions there), closed with the control plane. */
   async accountConnection(account: string, signer: Parameters<typeof connectAsAccountUser>[1]["signer"], name: string): Promise<NatsConnection> {
     const nc = await connectAsAccountUser(this.servers, { account, signer, name, ttlSeconds: 3600 });
-    this.extraConnections.push(nc);
+    this.extraConnections.add(nc);
+    void nc.closed().then(() => this.extraConnections.delete(nc));
     return nc;
   }
 
   async close(): Promise<void> {
     const system = this.systemConnection;
     this.systemConnection = undefined;
-    await Promise.allSettled([...this.extraConnections.map((c) => c.close()), system?.then((c) => c.close()), this.store.close()]);
+    await Promise.allSettled([...[...this.extraConnections].map((c) => c.close()), system?.then((c) => c.close()), this.store.close()]);
   }
 }
 

@@ -49,6 +49,12 @@ export interface TenantView {
   streams?: unknown;
 }
 
+/** Does `next` give less JetStream storage (disk or memory) than `current`? -1 is unlimited. */
+function storageShrinks(current: Plan, next: Plan): boolean {
+  const less = (a: number, b: number): boolean => b >= 0 && (a < 0 || b < a);
+  return less(current.jetstream.disk, next.jetstream.disk) || less(current.jetstream.memory, next.jetstream.memory);
+}
+
 const nowIso = (): string => new Date().toISOString();
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
@@ -235,10 +241,20 @@ export class TenantService {
     return this.publish({ ...rest, status: "active" }, secrets);
   }
 
+  /**
+   * Moves a tenant to another plan. NATS checks every stream change against the account's
+   * storage at that moment, so streams shrink before the account does, and grow after it has.
+   */
   async setPlan(slug: string, plan: string): Promise<TenantRecord> {
-    getPlan(await this.cp.plans(), plan);
-    const { record, secrets } = await this.load(slug);
-    return this.publish({ ...record, plan }, secrets);
+    const plans = await this.cp.plans();
+    const next = getPlan(plans, plan);
+    const loaded = await this.load(slug);
+    const shrinking = storageShrinks(getPlan(plans, loaded.record.plan), next);
+    const moved = { ...loaded.record, plan };
+    if (this.streams && shrinking && moved.status === "active") await this.streams.apply(this.cp, { ...loaded, record: moved }, {});
+    const published = await this.publish(moved, loaded.secrets);
+    if (this.streams && !shrinking && published.status === "active") await this.streams.apply(this.cp, { ...loaded, record: published }, {});
+    return published;
   }
 
   /**

@@ -286,3 +286,15 @@ test.serial("remove deletes every stream of the tenant's account, and only that 
     ],
   );
 });
+
+test.serial("set-plan pro → free shrinks the streams before the account, and free → pro grows them after", async (t) => {
+  await svc.create("initrode", { plan: "pro" });
+  const jsm = await jetstreamManager(await tenantConnection("initrode"));
+  const proBytes = (await jsm.streams.info("events")).config.max_bytes;
+  await svc.setPlan("initrode", "free");
+  const freeBytes = (await jsm.streams.info("events")).config.max_bytes;
+  t.true(freeBytes < proBytes, `shrunk from ${proBytes} to ${freeBytes}`);
+  t.true(freeBytes * 3 <= FREE_DISK, "the three streams fit the free plan's disk");
+  await svc.setPlan("initrode", "pro");
+  t.is((await jsm.streams.info("events")).config.max_bytes, proBytes);
+});

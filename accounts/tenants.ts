@@ -166,7 +166,8 @@ export class TenantService {
     return updated;
   }
 
-  async create(slug: string, opts: { name?: string; plan?: string } = {}): Promise<{ status: "created" | "completed"; tenant: TenantRecord }> {
+  /** `deferPlatform`: leave the PLATFORM imports to the next `sync` (bulk on-boarding: one push, not one per tenant). */
+  async create(slug: string, opts: { name?: string; plan?: string; deferPlatform?: boolean } = {}): Promise<{ status: "created" | "completed"; tenant: TenantRecord }> {
     assertTenantSlug(slug);
     const plans = await this.cp.plans();
     if (opts.plan !== undefined) getPlan(plans, opts.plan);
@@ -210,7 +211,7 @@ export class TenantService {
     await this.streams?.apply(this.cp, { record, secrets: fullSecrets, signingKey: signing }, {});
     record = { ...record, status: "active", updated_at: nowIso() };
     await this.cp.store.put(record);
-    await this.pushPlatform(record);
+    if (!opts.deferPlatform) await this.pushPlatform(record);
     return { status: existing ? "completed" : "created", tenant: record };
   }
 

@@ -231,3 +231,28 @@ test.serial("an edge client gets none of this: publishing to globex.x stays in a
   acme.publish("$JS.globex.API.STREAM.LIST", "");
   t.regex(await error, /Permissions Violation for Publish to "\$JS\.globex\.API\.STREAM\.LIST"/);
 });
+
+test.serial("a tenant created with --defer-platform joins the platform view at the next sync", async (t) => {
+  const nc = await admin();
+  t.teardown(() => nc.close());
+  const events = collector();
+  nc.subscribe("*.events.>", { callback: events.callback });
+  await nc.flush();
+  const before = dep.logs.lines.length;
+  const created = await runCliJson<{ status: string }>(["tenant", "create", "hooli", "--plan", "pro", "--defer-platform", "--data-dir", dep.layout.dir, "--nats", dep.nats.url]);
+  t.is(created.json.status, "created");
+  await dep.logs.waitFor((l) => l.event === "tenant_changed" && l.tenant === "hooli" && l.status === "active" && dep.logs.lines.indexOf(l) >= before);
+  const hooli = await dep.v3(await dep.edge("hooli"));
+  t.teardown(() => hooli.close());
+  hooli.publish("events.deferred", "not yet");
+  // Positive control: a known tenant's event arrives, so hooli's would have arrived before it.
+  const acme = await dep.v3(await dep.edge("acme-corp", "control"));
+  t.teardown(() => acme.close());
+  await hooli.flush();
+  acme.publish("events.deferred-control", "x");
+  await events.waitFor((m) => m.subject === "acme-corp.events.deferred-control");
+  t.false(events.seen.some((m) => m.subject.startsWith("hooli.")));
+  t.is((await runCliJson<{ tenants: unknown[] }>(["sync", "--data-dir", dep.layout.dir, "--nats", dep.nats.url])).code, 0);
+  hooli.publish("events.deferred", "now");
+  t.is((await events.waitFor((m) => m.subject === "hooli.events.deferred")).string(), "now");
+});

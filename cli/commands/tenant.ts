@@ -39,12 +39,13 @@ export function tenantCommand(): Command {
     .argument("<slug>", "tenant slug (a DNS label)")
     .option("--name <name>", "display name")
     .option("--plan <plan>", "plan from the plans file", "free")
-    .description("create a tenant: CA, NATS account (pushed live), streams")
+    .option("--defer-platform", "do not update the PLATFORM account's imports now (bulk on-boarding: run sync once at the end)", false)
+    .description("create a tenant: CA, NATS account (pushed live), streams, PLATFORM imports")
     .action(
-      action<NatsOptions & { name?: string; plan: string }>(async (opts, slug) =>
+      action<NatsOptions & { name?: string; plan: string; deferPlatform: boolean }>(async (opts, slug) =>
         withControlPlane(opts, async (cp) => {
           const svc = new TenantService(cp, tenantStreamProvisioner);
-          const { status, tenant: record } = await svc.create(slug!, { ...(opts.name ? { name: opts.name } : {}), plan: opts.plan });
+          const { status, tenant: record } = await svc.create(slug!, { ...(opts.name ? { name: opts.name } : {}), plan: opts.plan, deferPlatform: opts.deferPlatform });
           const view = await svc.view(record, true);
           return { json: { status, tenant: view }, text: [`tenant ${slug}: ${status}`, ...viewText(view).slice(1)] };
         }),

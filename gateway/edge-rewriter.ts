@@ -5,12 +5,11 @@
  * enough to fuzz: the session owns the I/O, this owns what may cross.
  */
 import { classifyJetStreamRequest, translateDirectGetHeaders, translateRequest, translateResponse, type JetStreamApiOperation } from "./jetstream-api.ts";
-import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolError, type ServerFrame } from "./protocol/frames.ts";
-import { OutputBuffer, SubjectBytes } from "./protocol/encoder.ts";
-import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
+import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
+import { SubjectBytes } from "./protocol/encoder.ts";
 import { tenantSubjectMapper, type SubjectMapper } from "./subject-mapper.ts";
-import { REFUSAL_CODES, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
-import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, refusalText, SubjectVerdict } from "./subject-rules.ts";
+import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
+import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, SubjectVerdict } from "./subject-rules.ts";
 
 /** JetStream API replies in flight whose bodies need translating, keyed by reply subject (tenant view). */
 const MAX_PENDING_JS_REPLIES = 1024;
@@ -18,8 +17,6 @@ const JS_REPLY_TTL_MS = 60_000;
 /** Reply subjects NATS makes up for requests that crossed a service import. */
 const SERVICE_IMPORT_REPLY = Buffer.from("_R_.", "latin1");
 const MAX_FOREIGN_REPLIES = 1024;
-/** Output slab per direction: small, so an idle session holds little memory. */
-const SLAB_BYTES = 16 * 1024;
 const NO_PREFIX = new Uint8Array(0);
 const EMPTY = Buffer.alloc(0);
 /**
@@ -29,75 +26,34 @@ const EMPTY = Buffer.alloc(0);
  */
 const NATS_MAX_CONTROL_LINE = 4096;
 
-export class EdgeRewriter implements SessionRewriter {
+export class EdgeRewriter extends FrameRewriter {
   readonly slug: string;
-  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0 };
   private readonly prefix: Buffer;
   private readonly prefixText: string;
   private readonly mapper: SubjectMapper;
-  private readonly toUpstream = new OutputBuffer(SLAB_BYTES);
-  private readonly toClient = new OutputBuffer(SLAB_BYTES);
-  private readonly clientParser: ClientProtocolParser;
-  private readonly upstreamParser: ServerProtocolParser;
   private readonly subject = new SubjectBytes();
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
   private readonly foreignReplies = new Set<string>();
   private readonly pendingJs = new Map<string, { op: JetStreamApiOperation; at: number }>();
-  private readonly events: RewriterEvents;
-  private endedWith: SessionEnd | undefined;
 
   constructor(slug: string, opts: { maxPayload: number; events: RewriterEvents }) {
+    const prefixLength = Buffer.byteLength(`${slug}.`, "latin1");
+    super(opts.events, { maxPayload: opts.maxPayload, maxControlLine: NATS_MAX_CONTROL_LINE - 2 * prefixLength });
     this.slug = slug;
     this.prefixText = `${slug}.`;
     this.prefix = Buffer.from(this.prefixText, "latin1");
     this.mapper = tenantSubjectMapper(slug);
-    this.events = opts.events;
-    this.clientParser = new ClientProtocolParser(
-      { onFrame: (f) => this.fromClient(f), onError: (e) => this.protocolError("client", e) },
-      { maxPayload: opts.maxPayload, maxControlLine: NATS_MAX_CONTROL_LINE - 2 * this.prefix.length },
-    );
-    this.upstreamParser = new ServerProtocolParser({ onFrame: (f) => this.fromUpstream(f), onError: (e) => this.protocolError("nats", e) });
   }
 
-  get ended(): SessionEnd | undefined {
-    return this.endedWith;
-  }
-
-  /** Client bytes in; the bytes to send to NATS (or undefined). Check `ended` afterwards. */
-  clientData(chunk: Buffer): Buffer | undefined {
-    if (this.endedWith) return undefined;
-    this.clientParser.parse(chunk);
-    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
-  }
-
-  /** NATS bytes in; the bytes to send to the client (or undefined). */
-  upstreamData(chunk: Buffer): Buffer | undefined {
-    if (this.endedWith) return undefined;
-    this.upstreamParser.parse(chunk);
-    return this.toClient.length > 0 ? this.toClient.take() : undefined;
-  }
-
-  /** Whatever is still buffered for the client, e.g. before closing. */
-  pendingForClient(): Buffer | undefined {
-    return this.toClient.length > 0 ? this.toClient.take() : undefined;
-  }
-
-  /** Whatever is still buffered for NATS: the frames of a read that came before the one that ended the session. */
-  pendingForUpstream(): Buffer | undefined {
-    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
-  }
-
-  private end(end: SessionEnd): void {
-    if (this.endedWith) return;
-    this.endedWith = end;
-    this.events.ended(end);
+  /** NATS names subjects in the tenant view; the client knows them without the prefix. */
+  protected override natsErrorText(text: string): string {
+    return text.split(`"${this.prefixText}`).join('"');
   }
 
   // ---- client → NATS ------------------------------------------------------------------------
 
-  private fromClient(f: ClientFrame): void {
-    if (this.endedWith) return;
+  protected fromClient(f: ClientFrame): void {
     const out = this.toUpstream;
     const buf = f.buf;
     switch (f.verb) {
@@ -131,24 +87,7 @@ export class EdgeRewriter implements SessionRewriter {
         out.sub(this.subject.set(buf, f.subjectStart, f.subjectEnd, this.prefix), queue, f.sid);
         return;
       }
-      case ClientVerb.Unsub:
-        out.unsub(f.sid, f.max);
-        return;
-      case ClientVerb.Ping:
-        out.ping();
-        return;
-      case ClientVerb.Pong:
-        out.pong();
-        return;
-      case ClientVerb.Connect:
-        // A second CONNECT changes nothing: identity and options were fixed by the first.
-        return;
     }
-  }
-
-  private refuse(verdict: SubjectVerdict, verb: "Publish" | "Subscription", event: string, subject: string): void {
-    const errText = refusalText(verdict, verb, subject);
-    this.end({ event, code: REFUSAL_CODES[verdict] ?? "subject_refused", reason: errText, errText, subject });
   }
 
   /** `$JS.API.…` requests: refused here with a JetStream error reply, or translated into the tenant view. */
@@ -204,8 +143,7 @@ export class EdgeRewriter implements SessionRewriter {
 
   // ---- NATS → client ------------------------------------------------------------------------
 
-  private fromUpstream(f: ServerFrame): void {
-    if (this.endedWith) return;
+  protected fromUpstream(f: ServerFrame): void {
     const out = this.toClient;
     const buf = f.buf;
     switch (f.verb) {
@@ -241,33 +179,6 @@ export class EdgeRewriter implements SessionRewriter {
         else out.hmsg(subject, f.sid, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
         return;
       }
-      case ServerVerb.Ping:
-        out.ping();
-        return;
-      case ServerVerb.Pong:
-        out.pong();
-        return;
-      case ServerVerb.Ok:
-        out.ok();
-        return;
-      case ServerVerb.Err: {
-        const text = frameString(buf, f.errorStart, f.errorEnd);
-        // NATS names subjects in the tenant view; the client knows them without the prefix.
-        out.err(text.split(`"${this.prefixText}`).join('"'));
-        this.events.natsError(text);
-        return;
-      }
-      case ServerVerb.Info: {
-        let ldm = false;
-        try {
-          ldm = (JSON.parse(frameString(buf, f.jsonStart, f.jsonEnd)) as { ldm?: boolean }).ldm === true;
-        } catch {
-          // An INFO we cannot read changes nothing for the client.
-        }
-        // NATS's own INFO updates (cluster URLs) are never passed on: clients must keep coming here.
-        if (ldm) this.events.natsLameDuck();
-        return;
-      }
     }
   }
 
@@ -291,13 +202,4 @@ export class EdgeRewriter implements SessionRewriter {
     return true;
   }
 
-  private protocolError(side: "client" | "nats", err: ProtocolError): void {
-    this.end({ event: side === "client" ? "client_protocol_error" : "nats_protocol_error", code: err.code, reason: `${side} protocol error: ${err.code}: ${err.message}`, ...(side === "client" ? { errText: err.wireText } : {}) });
-  }
-
-  /** An INFO for the client (limits, lame duck), after whatever is already pending for it. */
-  info(info: object): Buffer {
-    this.toClient.info(info);
-    return this.toClient.take();
-  }
 }

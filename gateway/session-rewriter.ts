@@ -4,8 +4,10 @@
  * PLATFORM account, audited) each have their own rewriter behind this interface; the session
  * around it owns the sockets and the flow control.
  */
+import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolError, type ServerFrame } from "./protocol/frames.ts";
 import { OutputBuffer } from "./protocol/encoder.ts";
-import { SubjectVerdict } from "./subject-rules.ts";
+import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
+import { refusalText, SubjectVerdict } from "./subject-rules.ts";
 
 export interface SessionCounters {
   msgsIn: number;
@@ -64,4 +66,133 @@ export function errFrame(text: string): Buffer {
   const out = new OutputBuffer(256);
   out.err(text);
   return out.take();
+}
+
+/** Output slab per direction: small, so an idle session holds little memory. */
+const SLAB_BYTES = 16 * 1024;
+
+/**
+ * What both rewriters share: one parser per direction, one output buffer per direction, the end
+ * of the session, and the frames that pass the same way for every session (PING, PONG, UNSUB,
+ * +OK, -ERR, INFO). A subclass decides PUB, HPUB, SUB (from the client) and MSG, HMSG (from NATS).
+ */
+export abstract class FrameRewriter implements SessionRewriter {
+  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0 };
+  protected readonly toUpstream = new OutputBuffer(SLAB_BYTES);
+  protected readonly toClient = new OutputBuffer(SLAB_BYTES);
+  protected readonly events: RewriterEvents;
+  private readonly clientParser: ClientProtocolParser;
+  private readonly upstreamParser: ServerProtocolParser;
+  private endedWith: SessionEnd | undefined;
+
+  protected constructor(events: RewriterEvents, client: { maxPayload: number; maxControlLine?: number }) {
+    this.events = events;
+    this.clientParser = new ClientProtocolParser({ onFrame: (f) => this.onClientFrame(f), onError: (e) => this.protocolError("client", e) }, client);
+    this.upstreamParser = new ServerProtocolParser({ onFrame: (f) => this.onUpstreamFrame(f), onError: (e) => this.protocolError("nats", e) });
+  }
+
+  /** PUB, HPUB, SUB from the client. */
+  protected abstract fromClient(f: ClientFrame): void;
+  /** MSG, HMSG from NATS. */
+  protected abstract fromUpstream(f: ServerFrame): void;
+  /** How a -ERR text from NATS reads to this client. */
+  protected natsErrorText(text: string): string {
+    return text;
+  }
+
+  get ended(): SessionEnd | undefined {
+    return this.endedWith;
+  }
+
+  clientData(chunk: Buffer): Buffer | undefined {
+    if (this.endedWith) return undefined;
+    this.clientParser.parse(chunk);
+    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
+  }
+
+  upstreamData(chunk: Buffer): Buffer | undefined {
+    if (this.endedWith) return undefined;
+    this.upstreamParser.parse(chunk);
+    return this.toClient.length > 0 ? this.toClient.take() : undefined;
+  }
+
+  pendingForClient(): Buffer | undefined {
+    return this.toClient.length > 0 ? this.toClient.take() : undefined;
+  }
+
+  pendingForUpstream(): Buffer | undefined {
+    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
+  }
+
+  info(info: object): Buffer {
+    this.toClient.info(info);
+    return this.toClient.take();
+  }
+
+  protected end(end: SessionEnd): void {
+    if (this.endedWith) return;
+    this.endedWith = end;
+    this.events.ended(end);
+  }
+
+  protected refuse(verdict: SubjectVerdict, verb: "Publish" | "Subscription", event: string, subject: string): void {
+    const errText = refusalText(verdict, verb, subject);
+    this.end({ event, code: REFUSAL_CODES[verdict] ?? "subject_refused", reason: errText, errText, subject });
+  }
+
+  private onClientFrame(f: ClientFrame): void {
+    if (this.endedWith) return;
+    switch (f.verb) {
+      case ClientVerb.Pub:
+      case ClientVerb.Hpub:
+      case ClientVerb.Sub:
+        return this.fromClient(f);
+      case ClientVerb.Unsub:
+        return this.toUpstream.unsub(f.sid, f.max);
+      case ClientVerb.Ping:
+        return this.toUpstream.ping();
+      case ClientVerb.Pong:
+        return this.toUpstream.pong();
+      case ClientVerb.Connect:
+        // A second CONNECT changes nothing: identity and options were fixed by the first.
+        return;
+    }
+  }
+
+  private onUpstreamFrame(f: ServerFrame): void {
+    if (this.endedWith) return;
+    const out = this.toClient;
+    switch (f.verb) {
+      case ServerVerb.Msg:
+      case ServerVerb.Hmsg:
+        return this.fromUpstream(f);
+      case ServerVerb.Ping:
+        return out.ping();
+      case ServerVerb.Pong:
+        return out.pong();
+      case ServerVerb.Ok:
+        return out.ok();
+      case ServerVerb.Err: {
+        const text = frameString(f.buf, f.errorStart, f.errorEnd);
+        out.err(this.natsErrorText(text));
+        this.events.natsError(text);
+        return;
+      }
+      case ServerVerb.Info: {
+        let ldm = false;
+        try {
+          ldm = (JSON.parse(frameString(f.buf, f.jsonStart, f.jsonEnd)) as { ldm?: boolean }).ldm === true;
+        } catch {
+          // An INFO we cannot read changes nothing for the client.
+        }
+        // NATS's own INFO updates (cluster URLs) are never passed on: clients must keep coming here.
+        if (ldm) this.events.natsLameDuck();
+        return;
+      }
+    }
+  }
+
+  private protocolError(side: "client" | "nats", err: ProtocolError): void {
+    this.end({ event: side === "client" ? "client_protocol_error" : "nats_protocol_error", code: err.code, reason: `${side} protocol error: ${err.code}: ${err.message}`, ...(side === "client" ? { errText: err.wireText } : {}) });
+  }
 }

@@ -75,6 +75,14 @@ function verdictOf(tokens: number): SubjectVerdict {
   }
 }
 
+/**
+ * The token checks alone, for subjects that are neither prefixed nor restricted here: Tenant (fine),
+ * Wildcard, EmptyToken or ControlCharacter.
+ */
+export function checkTokens(buf: Uint8Array, start: number, end: number): SubjectVerdict {
+  return verdictOf(scanTokens(buf, start, end));
+}
+
 /** A queue group name is passed as it is: it must be one argument to nats-server too. */
 export function checkQueueName(buf: Uint8Array, start: number, end: number): SubjectVerdict {
   for (let i = start; i < end; i++) if (buf[i]! <= SPACE || buf[i] === DEL) return SubjectVerdict.ControlCharacter;

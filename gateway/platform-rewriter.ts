@@ -123,7 +123,7 @@ export class PlatformRewriter extends FrameRewriter {
       case ClientVerb.Sub: {
         const t = checkTokens(buf, f.subjectStart, f.subjectEnd);
         const subjectText = frameString(buf, f.subjectStart, f.subjectEnd);
-        if (t === SubjectVerdict.EmptyToken) return this.refuse(t, "Subscription", "subscribe_refused", subjectText);
+        if (t === SubjectVerdict.EmptyToken || t === SubjectVerdict.ControlCharacter) return this.refuse(t, "Subscription", "subscribe_refused", subjectText);
         if (buf[f.subjectStart] === DOLLAR || startsWith(buf, f.subjectStart, f.subjectEnd, INTERNAL)) {
           return this.refuse(SubjectVerdict.Reserved, "Subscription", "subscribe_refused", subjectText);
         }

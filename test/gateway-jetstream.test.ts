@@ -14,12 +14,15 @@ import { tempDir } from "./helpers/tmp.ts";
 let dep: Deployment;
 
 test.before(async () => {
-  dep = await startDeployment({ tenants: ["acme-corp", "globex", "tiny"] });
-  // "tiny" gets one small stream that refuses new messages when full, to show NATS's own limit errors.
+  dep = await startDeployment({ tenants: ["acme-corp", "globex"] });
+  // "tiny" is a free-plan tenant with one small stream that refuses new messages when full, to
+  // show NATS's own limit errors reaching an edge client.
+  await dep.tenants.create("tiny", { plan: "free" });
   const dir = tempDir();
   await fs.writeFile(path.join(dir, "events.json"), JSON.stringify({ name: "events", subjects: ["events.>"], storage: "file", retention: "limits", max_age: "1h", max_bytes: 65536, discard: "new" }));
   const tiny = await dep.tenants.load("tiny");
   await new StreamProvisioner({ templatesDir: dir }).apply(dep.cp, tiny, { prune: true });
+  await dep.logs.waitFor((l) => l.event === "tenant_changed" && l.tenant === "tiny" && l.status === "active");
 });
 
 test.after.always(async () => {
@@ -156,7 +159,7 @@ test.serial("creating, deleting or purging a stream from an edge client gets a J
   t.true((await jsm.streams.info("events")).config.subjects.length > 0, "the stream is still there");
 });
 
-test.serial("plan limits: a full stream refuses new messages with NATS's own error, through the gateway", async (t) => {
+test.serial("plan limits: a free tenant's full stream refuses new messages with NATS's own error, through the gateway", async (t) => {
   const nc = await dep.v3(await dep.edge("tiny", "agent-full"));
   t.teardown(() => nc.close());
   const js = jetstream(nc);

@@ -34,6 +34,8 @@ export interface GatewayConfig {
   /** Trust for tls:// upstream URLs (default: the data dir's root CA). */
   nats_ca_file?: string;
   platform: { allowed_identities: string[] };
+  /** Gateway processes sharing the listener (node:cluster); 0 = one per CPU core. */
+  workers: number;
   /** Retention of the audit stream, e.g. "30d". */
   audit_max_age: string;
   /** Repeats of one cross-tenant operation within this window become one summary record. */
@@ -55,6 +57,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   sync_on_start: true,
   registry_poll_ms: 1000,
   platform: { allowed_identities: ["admin"] },
+  workers: 1,
   audit_max_age: "30d",
   audit_window_ms: 60_000,
 };
@@ -81,6 +84,7 @@ const schema = {
     nats_ca_file: { type: "string" },
     audit_max_age: { type: "string", pattern: "^\\d+[smhd]?$|^(\\d+[smhd])+$" },
     audit_window_ms: { type: "integer", minimum: 100, maximum: 3600000 },
+    workers: { type: "integer", minimum: 0, maximum: 256 },
     platform: {
       type: "object",
       additionalProperties: false,
@@ -128,6 +132,7 @@ const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list
   ["TENANT_GATEWAY_DRAIN_TIMEOUT_MS", "drain_timeout_ms", "int"],
   ["TENANT_GATEWAY_LOG_LEVEL", "log_level", "string"],
   ["TENANT_GATEWAY_SYNC_ON_START", "sync_on_start", "bool"],
+  ["TENANT_GATEWAY_WORKERS", "workers", "int"],
 ];
 
 function fromEnv(env: NodeJS.ProcessEnv): PartialConfig {

@@ -207,3 +207,40 @@ test("an unreachable NATS: non-zero exit, naming the URL", async (t) => {
   t.true(r.stderr.includes(url), r.stderr);
   t.is(r.stderr.trim().split("\n").length, 1, r.stderr);
 });
+
+test("--workers 2: two gateway processes share the port, sessions spread over both, SIGTERM stops all with exit 0", async (t) => {
+  const run = serve(["--listen", "127.0.0.1:0", "--nats", nats.url, "--data-dir", layout.dir, "--workers", "2"], { TENANT_GATEWAY_SYNC_ON_START: "false" });
+  t.teardown(() => {
+    if (run.child.exitCode === null) run.child.kill("SIGKILL");
+  });
+  await run.line((l) => l.event === "workers_started" && l.workers === 2);
+  const first = await run.line((l) => l.event === "listening");
+  await run.line((l) => l.event === "listening" && l.pid !== first.pid);
+  const port = first.port as number;
+  t.is(run.lines.filter((l) => l.event === "listening").map((l) => l.port).filter((p) => p !== port).length, 0, "one port for both");
+
+  const clients: NatsConnection[] = [];
+  t.teardown(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+  });
+  const pids = new Set<unknown>();
+  // The cluster hands connections round-robin; a handful reaches both workers.
+  for (let i = 0; i < 6 && pids.size < 2; i++) {
+    const nc = await connect({ servers: `tls://127.0.0.1:${port}`, tls: edgeTls, reconnect: false, name: `worker-client-${i}` });
+    clients.push(nc);
+    await nc.flush();
+    const accepted = run.lines.filter((l) => l.event === "connection_accepted");
+    for (const l of accepted) pids.add(l.pid);
+  }
+  t.is(pids.size, 2, "sessions on both workers");
+  // Sessions meet in NATS, not in a gateway process: one tenant's sessions reach each other whichever worker holds them.
+  const [a, b] = [clients[0]!, clients[clients.length - 1]!];
+  const sub = b.subscribe("events.cross-worker", { max: 1 });
+  await b.flush();
+  a.publish("events.cross-worker", "hello");
+  t.is((await sub[Symbol.asyncIterator]().next()).value?.string(), "hello");
+
+  run.child.kill("SIGTERM");
+  const { code } = await within(run.exited, DRAIN_TIMEOUT_MS + PROCESS_MARGIN_MS, "the primary exiting");
+  t.is(code, 0, run.stderr());
+});

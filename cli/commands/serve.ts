@@ -14,6 +14,7 @@ import { DataLayout, dataDirFromEnv } from "../../pki/layout.ts";
 import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
 import { resolveConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
+import { isWorker, runPrimary, workerCount } from "../../gateway/workers.ts";
 import { printFailure, parseIntegerOption, EXIT_FAILURE } from "../output.ts";
 
 interface ServeFlags {
@@ -26,6 +27,7 @@ interface ServeFlags {
   masterKeyFile?: string;
   tlsFirst?: string;
   logLevel?: string;
+  workers?: number;
   json?: boolean;
 }
 
@@ -63,6 +65,7 @@ export function serveCommand(): Command {
     .option("--master-key-file <file>", "master key for the kv store")
     .option("--tls-first <mode>", "auto | always | never: clients that start TLS before INFO")
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace")
+    .option("--workers <n>", "gateway processes sharing the listener; 0 = one per core (env TENANT_GATEWAY_WORKERS)", parseIntegerOption("--workers", 0, 256))
     .option("--json", "errors as JSON", false)
     .action(async (flags: ServeFlags) => {
       try {
@@ -77,9 +80,11 @@ export function serveCommand(): Command {
             master_key_file: flags.masterKeyFile,
             tls_first: flags.tlsFirst as "auto" | undefined,
             log_level: flags.logLevel,
+            workers: isWorker() ? 1 : flags.workers,
           },
         });
         const log = createLogger({ level: config.log_level });
+        if (!isWorker() && workerCount(config) > 1) return await runPrimary(config, log);
         const gateway = await Gateway.start(config, log);
         runUntilSignalled(gateway, log);
       } catch (err) {

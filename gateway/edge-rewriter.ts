@@ -6,7 +6,7 @@
  */
 import { classifyJetStreamRequest, translateDirectGetHeaders, translateRequest, translateResponse, type JetStreamApiOperation } from "./jetstream-api.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
-import { SubjectBytes } from "./protocol/encoder.ts";
+import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
 import { tenantSubjectMapper, type SubjectMapper } from "./subject-mapper.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
 import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, SubjectVerdict } from "./subject-rules.ts";
@@ -72,8 +72,8 @@ export class EdgeRewriter extends FrameRewriter {
         if (verdict === SubjectVerdict.JetStreamApi) return this.jetStreamRequest(f);
         const unprefixed = verdict !== SubjectVerdict.Tenant || (this.foreignReplies.size > 0 && this.isForeignReply(buf, f.subjectStart, f.subjectEnd));
         const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, unprefixed ? NO_PREFIX : this.prefix);
-        if (f.verb === ClientVerb.Pub) out.pub(subject, reply, buf, f.payloadStart, f.payloadEnd);
-        else out.hpub(subject, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
+        // Sizes, payload and line ends pass as the client sent them (the parser checked them).
+        out.rewritten(f.verb === ClientVerb.Pub ? WIRE.PUB : WIRE.HPUB, subject, reply, WIRE.BLANK, 0, 1, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
       case ClientVerb.Sub: {
@@ -175,8 +175,8 @@ export class EdgeRewriter extends FrameRewriter {
         this.counters.msgsOut++;
         this.counters.bytesOut += f.payloadEnd - f.payloadStart;
         if (this.pendingJs.size > 0 && this.jetStreamReply(f, subject, reply)) return;
-        if (f.verb === ServerVerb.Msg) out.msg(subject, f.sid, reply, buf, f.payloadStart, f.payloadEnd);
-        else out.hmsg(subject, f.sid, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
+        // The sid, sizes, payload and line ends pass as NATS sent them.
+        out.rewritten(f.verb === ServerVerb.Msg ? WIRE.MSG : WIRE.HMSG, subject, reply, buf, f.subjectEnd, f.replyStart, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
     }

@@ -12,7 +12,7 @@ import { PLATFORM_PUBLISH_PREFIX } from "../accounts/platform-account.ts";
 import { ALL_TENANTS, AUDIT_SUBJECT_PREFIX, type SessionAudit } from "./audit.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
-import { SubjectBytes } from "./protocol/encoder.ts";
+import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
 import { checkQueueName, checkTokens, SubjectVerdict } from "./subject-rules.ts";
 
 const NO_PREFIX = new Uint8Array(0);
@@ -116,8 +116,7 @@ export class PlatformRewriter extends FrameRewriter {
         // Into a tenant through the PLATFORM account's publish import; everything else as it is.
         const intoTenant = target.tenant !== undefined && target.jetstream === undefined;
         const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, intoTenant ? PUBLISH_PREFIX : NO_PREFIX);
-        if (f.verb === ClientVerb.Pub) out.pub(subject, reply, buf, f.payloadStart, f.payloadEnd);
-        else out.hpub(subject, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
+        out.rewritten(f.verb === ClientVerb.Pub ? WIRE.PUB : WIRE.HPUB, subject, reply, WIRE.BLANK, 0, 1, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
       case ClientVerb.Sub: {
@@ -169,8 +168,7 @@ export class PlatformRewriter extends FrameRewriter {
         }
         this.counters.msgsOut++;
         this.counters.bytesOut += f.payloadEnd - f.payloadStart;
-        if (f.verb === ServerVerb.Msg) out.msg(subject, f.sid, reply, buf, f.payloadStart, f.payloadEnd);
-        else out.hmsg(subject, f.sid, reply, f.headerSize, buf, f.payloadStart, f.payloadEnd);
+        out.rewritten(f.verb === ServerVerb.Msg ? WIRE.MSG : WIRE.HMSG, subject, reply, buf, f.subjectEnd, f.replyStart, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
     }

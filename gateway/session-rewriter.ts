@@ -68,8 +68,11 @@ export function errFrame(text: string): Buffer {
   return out.take();
 }
 
-/** Output slab per direction: small, so an idle session holds little memory. */
-const SLAB_BYTES = 16 * 1024;
+/**
+ * Smallest output allocation. Each read reserves what its frames need (and the buffer is handed
+ * over whole with the write), so an idle session holds no output buffer at all.
+ */
+const SLAB_BYTES = 256;
 
 /**
  * What both rewriters share: one parser per direction, one output buffer per direction, the end
@@ -106,12 +109,16 @@ export abstract class FrameRewriter implements SessionRewriter {
 
   clientData(chunk: Buffer): Buffer | undefined {
     if (this.endedWith) return undefined;
+    // Rewritten PUBs grow by two prefixes each: half the read again is room for frames of 40 bytes.
+    this.toUpstream.reserve(chunk.length + (chunk.length >> 1) + 64);
     this.clientParser.parse(chunk);
     return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
   }
 
   upstreamData(chunk: Buffer): Buffer | undefined {
     if (this.endedWith) return undefined;
+    // Messages lose their prefix on the way to the client: never more than the read.
+    this.toClient.reserve(chunk.length + 64);
     this.upstreamParser.parse(chunk);
     return this.toClient.length > 0 ? this.toClient.take() : undefined;
   }

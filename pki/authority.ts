@@ -193,12 +193,13 @@ export interface LeafResult extends CertificateSummary {
   files: LeafFiles;
 }
 
-export async function issueComponentFiles(layout: DataLayout, spec: EdgeCertificateSpec): Promise<LeafResult & { tenant_slug: string; component: string; partition: string }> {
+/** `tenantCa`: the CA from the tenant store (the KV store keeps no CA files); default: the data dir's files. */
+export async function issueComponentFiles(layout: DataLayout, spec: EdgeCertificateSpec, tenantCa?: KeyedCertificate): Promise<LeafResult & { tenant_slug: string; component: string; partition: string }> {
   assertTenantSlug(spec.tenant);
   assertComponentId(spec.component, "component");
   assertComponentId(spec.partition, "partition");
   const cn = edgeCommonName(spec.tenant, spec.component, spec.partition);
-  const ca = await loadTenantCa(layout, spec.tenant);
+  const ca = tenantCa ?? (await loadTenantCa(layout, spec.tenant));
   const root = await loadRoot(layout);
   const leaf = await issueEdgeCertificate(ca, spec);
   const files = layout.component(spec.tenant, spec.component, spec.partition);
@@ -233,19 +234,22 @@ export async function listTenantCaSlugs(layout: DataLayout): Promise<string[]> {
 }
 
 /** The trust store of the files: root, platform CA, and every tenant CA under tenants/. */
-export async function trustStoreFromDataDir(layout: DataLayout): Promise<TrustStore> {
+/** The trust store of the files: root, platform CA, and every tenant CA under tenants/ (plus `tenantCas` from a store). */
+export async function trustStoreFromDataDir(layout: DataLayout, tenantCas: Array<{ slug: string; cert: X509Certificate }> = []): Promise<TrustStore> {
   const root = await loadRoot(layout);
   const platform = await readCertificateFile(layout.platformCaCert, "platform CA certificate");
   const cas: CaEntry[] = [{ kind: "platform", cert: platform }];
+  const fromStore = new Set(tenantCas.map((c) => c.slug));
   for (const slug of await listTenantCaSlugs(layout)) {
-    cas.push({ kind: "tenant", slug, cert: await readCertificateFile(layout.tenantCa(slug).cert, `tenant "${slug}" CA certificate`) });
+    if (!fromStore.has(slug)) cas.push({ kind: "tenant", slug, cert: await readCertificateFile(layout.tenantCa(slug).cert, `tenant "${slug}" CA certificate`) });
   }
+  for (const { slug, cert } of tenantCas) cas.push({ kind: "tenant", slug, cert });
   return new CaIndex(root.cert, cas);
 }
 
 /** The Kubernetes Secret manifest (YAML) for a tenant CA, as the brief names and labels it. */
-export async function tenantCaSecretManifest(layout: DataLayout, slug: string, namespace?: string): Promise<string> {
-  const ca = await loadTenantCa(layout, slug);
+export async function tenantCaSecretManifest(layout: DataLayout, slug: string, namespace?: string, tenantCa?: KeyedCertificate): Promise<string> {
+  const ca = tenantCa ?? (await loadTenantCa(layout, slug));
   const root = await loadRoot(layout);
   const b64 = (s: string): string => Buffer.from(s).toString("base64");
   const lines = [

@@ -1,5 +1,9 @@
 /** `tenant-gateway pki …`: the platform PKI, tenant CAs, certificates, and the identify tool. */
+import { X509Certificate } from "node:crypto";
 import { Command } from "commander";
+import { TenantService } from "../../accounts/tenants.ts";
+import type { KeyedCertificate } from "../../pki/certificates.ts";
+import { storeKind, withControlPlane, withNatsOptions, type NatsOptions } from "../nats-options.ts";
 import {
   ensureTenantCa,
   initPki,
@@ -12,6 +16,23 @@ import {
 import { identify, IdentityError } from "../../pki/identity.ts";
 import { DataLayout } from "../../pki/layout.ts";
 import { action, collect, parseIntegerOption, withCommonOptions, EXIT_FAILURE } from "../output.ts";
+
+/**
+ * With the KV tenant store, tenant CAs live in the store, not in files: the CA (or every tenant
+ * CA, for identify) comes from there. With the directory store, undefined: the files are used.
+ */
+async function tenantCaFromStore(opts: NatsOptions & { dataDir: string }, slug: string): Promise<KeyedCertificate | undefined> {
+  if (storeKind(opts) !== "kv") return undefined;
+  return withControlPlane(opts, async (cp) => {
+    const { record, secrets } = await new TenantService(cp).load(slug);
+    return { certPem: record.ca_cert_pem, keyPem: secrets.ca_key_pem, cert: new X509Certificate(record.ca_cert_pem) };
+  });
+}
+
+async function tenantCasFromStore(opts: NatsOptions & { dataDir: string }): Promise<Array<{ slug: string; cert: X509Certificate }>> {
+  if (storeKind(opts) !== "kv") return [];
+  return withControlPlane(opts, async (cp) => (await cp.store.list()).map((r) => ({ slug: r.slug, cert: new X509Certificate(r.ca_cert_pem) })));
+}
 
 function filesText(files: object): string[] {
   return Object.entries(files).map(([k, v]) => `  ${k.padEnd(16)} ${String(v)}`);
@@ -59,7 +80,7 @@ export function pkiCommand(): Command {
     }),
   );
 
-  withCommonOptions(
+  withNatsOptions(withCommonOptions(
     pki
       .command("issue")
       .description("issue an edge component certificate signed by the tenant's CA")
@@ -68,9 +89,9 @@ export function pkiCommand(): Command {
       .requiredOption("--partition <id>", "partition id, e.g. partition-1")
       .option("--days <n>", "validity in days", parseIntegerOption("--days", 1, 3650), 365)
       .option("--dns <name>", "extra DNS SAN (repeatable)", collect, []),
-  ).action(
-    action<{ tenant: string; component: string; partition: string; days: number; dns: string[] }>(async (opts) => {
-      const result = await issueComponentFiles(new DataLayout(opts.dataDir), opts);
+  )).action(
+    action<NatsOptions & { tenant: string; component: string; partition: string; days: number; dns: string[] }>(async (opts) => {
+      const result = await issueComponentFiles(new DataLayout(opts.dataDir), opts, await tenantCaFromStore(opts, opts.tenant));
       return { json: result, text: [`issued ${result.common_name}`, `  serial           ${result.serial_number}`, `  expires          ${result.not_after}`, ...filesText(result.files)] };
     }),
   );
@@ -88,18 +109,18 @@ export function pkiCommand(): Command {
     }),
   );
 
-  withCommonOptions(
+  withNatsOptions(withCommonOptions(
     pki
       .command("identify")
       .argument("<cert>", "PEM file with the client certificate (optionally followed by its chain)")
       .option("--chain <pem>", "PEM file with the rest of the chain the client would send")
       .description("decide who a certificate identifies, exactly as the gateway does; exit code 0 only when accepted"),
-  ).action(
-    action<{ chain?: string }>(async (opts, certFile) => {
+  )).action(
+    action<NatsOptions & { chain?: string }>(async (opts, certFile) => {
       const layout = new DataLayout(opts.dataDir);
       const [leaf, ...sent] = await readCertificateBundleFile(certFile!, "client certificate");
       const chain = opts.chain ? [...sent, ...(await readCertificateBundleFile(opts.chain, "chain"))] : sent;
-      const trust = await trustStoreFromDataDir(layout);
+      const trust = await trustStoreFromDataDir(layout, await tenantCasFromStore(opts));
       try {
         const id = identify(leaf, chain, trust);
         const json = { accepted: true, identity: { ...id, notAfter: id.notAfter.toISOString() } };
@@ -112,15 +133,15 @@ export function pkiCommand(): Command {
     }),
   );
 
-  withCommonOptions(
+  withNatsOptions(withCommonOptions(
     pki
       .command("k8s-secret")
       .argument("<slug>", "tenant slug")
       .option("--namespace <ns>", "metadata.namespace of the Secret")
       .description("print the Kubernetes Secret manifest (kubernetes.io/tls) of a tenant CA"),
-  ).action(
-    action<{ namespace?: string }>(async (opts, slug) => {
-      const manifest = await tenantCaSecretManifest(new DataLayout(opts.dataDir), slug!, opts.namespace);
+  )).action(
+    action<NatsOptions & { namespace?: string }>(async (opts, slug) => {
+      const manifest = await tenantCaSecretManifest(new DataLayout(opts.dataDir), slug!, opts.namespace, await tenantCaFromStore(opts, slug!));
       return { json: { tenant_slug: slug, name: `tenant-${slug}-ca`, manifest }, text: [manifest.trimEnd()] };
     }),
   );

@@ -5,7 +5,7 @@
  * nkeys.js stays for creating, encoding and decoding keys.
  */
 import { createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from "node:crypto";
-import { createAccount, createOperator, fromPublic, fromSeed, Prefix, type KeyPair } from "nkeys.js";
+import { createAccount, createOperator, fromSeed, Prefix, type KeyPair } from "nkeys.js";
 import { Codec } from "nkeys.js/lib/codec.js";
 import { CodedError } from "../common/coded-error.ts";
 
@@ -92,16 +92,4 @@ export class NativeKeyPair implements KeyPair {
   open(): Uint8Array | null {
     throw new Error("open is not supported for signing keys");
   }
-}
-
-/** Checks an encoded public key and its role (first letter), e.g. an account key `A…`. */
-export function assertPublicKey(key: string, role: KeyRole): string {
-  const expected = { operator: "O", account: "A", user: "U" }[role];
-  try {
-    fromPublic(key);
-  } catch (err) {
-    throw new CodedError("invalid_public_key", `not a valid nkey public key: ${key.slice(0, 8)}…`, { cause: err });
-  }
-  if (!key.startsWith(expected)) throw new CodedError("invalid_public_key", `expected an ${role} public key (${expected}…), got ${key.slice(0, 1)}…`);
-  return key;
 }

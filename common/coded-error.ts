@@ -18,10 +18,6 @@ export class CodedError<Code extends string = string> extends Error {
   }
 }
 
-export function isCodedError(err: unknown): err is CodedError {
-  return err instanceof CodedError;
-}
-
 /** The message of anything thrown, without a stack. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

@@ -4,9 +4,7 @@
  * checks ownership; it never blindly cuts a prefix.
  */
 
-/** The account-scoped JetStream namespaces that pass into the tenant's own account unprefixed. */
-export const JETSTREAM_PASSTHROUGH_PREFIXES = ["$JS.API.", "$JS.ACK.", "$JS.FC."] as const;
-
+/** The account-scoped JetStream namespaces (`$JS.API.`, `$JS.ACK.`, `$JS.FC.`) pass into the tenant's own account unprefixed. */
 export function isJetStreamPassthrough(subject: string): boolean {
   return subject.startsWith("$JS.API.") || subject.startsWith("$JS.ACK.") || subject.startsWith("$JS.FC.");
 }

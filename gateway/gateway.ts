@@ -30,6 +30,9 @@ import { TenantDirectory, type TenantEntry } from "./tenant-directory.ts";
 import { loadGatewayTls, peerCertificates } from "./tls.ts";
 import { openUpstream, parseServerUrl, pickConnectOptions, UpstreamRefused, type UpstreamServer } from "./upstream.ts";
 
+/** `compiled` when running dist/ (`npm run build`), `sources` when running the TypeScript through tsx. */
+const RUNTIME = import.meta.url.endsWith(".ts") ? "sources" : "compiled";
+
 export const GATEWAY_VERSION = "0.1.0";
 const AUTHORIZATION_VIOLATION = "Authorization Violation";
 
@@ -143,7 +146,7 @@ export class Gateway {
       const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection });
       gw.watchControl();
       gw.address = await gw.listener.listen();
-      log.info({ event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size }, "gateway listening");
+      log.info({ event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size, runtime: RUNTIME }, "gateway listening");
       return gw;
     } catch (err) {
       await cp.close();

@@ -201,3 +201,37 @@ test.serial("no acknowledged message is lost when nats-server restarts between p
   }
   t.deepEqual(received, sent);
 });
+
+test.serial("@nats-io/jetstream: a push consumer with flow control and heartbeats through the gateway gets every message, and its flow-control answers reach NATS", async (t) => {
+  const nc = await dep.v3(await dep.edge("acme-corp", "collector-push"));
+  t.teardown(() => nc.close());
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  await jsm.consumers.add("events", { durable_name: "push-fc", deliver_subject: "push.collector", ack_policy: AckPolicy.Explicit, filter_subject: "events.bulk.>", flow_control: true, idle_heartbeat: 1_000_000_000 });
+  t.teardown(() => jsm.consumers.delete("events", "push-fc").then(() => undefined));
+  t.is((await jsm.consumers.info("events", "push-fc")).config.deliver_subject, "push.collector", "the deliver subject in the edge view");
+
+  const COUNT = 400;
+  const payload = new Uint8Array(16 * 1024).fill(0x61);
+  await Promise.all(Array.from({ length: COUNT }, (_, i) => js.publish(`events.bulk.${i % 4}`, payload)));
+
+  const consumer = await js.consumers.getPushConsumer("events", "push-fc");
+  const messages = await consumer.consume();
+  const statuses: string[] = [];
+  void (async () => {
+    for await (const s of messages.status()) statuses.push(s.type);
+  })();
+  let received = 0;
+  for await (const m of messages) {
+    t.regex(m.subject, /^events\.bulk\.[0-3]$/, "delivered in the edge view");
+    t.is(m.data.length, payload.length);
+    m.ack();
+    if (++received === COUNT) break;
+  }
+  t.is(received, COUNT);
+  t.true(statuses.includes("flow_control"), `NATS asked for flow control (statuses: ${[...new Set(statuses)].join(", ")})`);
+  // Answered flow control lets NATS deliver past its pending window: all were delivered and none is pending.
+  const info = await jsm.consumers.info("events", "push-fc");
+  t.is(info.delivered.consumer_seq, COUNT);
+  t.is(info.num_pending, 0);
+});

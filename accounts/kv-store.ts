@@ -100,10 +100,18 @@ export class KvTenantStore implements TenantStore {
     await this.kv.purge(KEY_PREFIX + slug);
   }
 
+  /**
+   * Reports every change after the call. An updates-only watch would count from the moment its
+   * consumer exists on the server, which can be after this call returned (a change in between was
+   * missed under load). So the watch starts from each key's last value, and values up to the
+   * bucket's last revision when the call began are skipped: they are not changes.
+   */
   async watch(listener: (change: TenantChange) => void): Promise<() => void> {
-    const iter = await this.kv.watch({ key: `${KEY_PREFIX}>`, include: KvWatchInclude.UpdatesOnly });
+    const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
+    const iter = await this.kv.watch({ key: `${KEY_PREFIX}>`, include: KvWatchInclude.LastValue });
     void (async () => {
       for await (const entry of iter) {
+        if (entry.revision <= from) continue;
         const slug = entry.key.slice(KEY_PREFIX.length);
         listener({ slug, kind: entry.operation === "PUT" ? "put" : "delete" });
       }

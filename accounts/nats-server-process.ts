@@ -22,12 +22,20 @@ export interface RunningNatsServer {
 export const NATS_SERVER_INSTALL_HINT =
   "install it: `apt-get install nats-server` (Debian/Ubuntu), `brew install nats-server` (macOS), or a release binary from https://github.com/nats-io/nats-server/releases";
 
+/**
+ * Which nats-server binary runs: `NATS_SERVER_BIN` (a path), else `nats-server` from PATH. The test
+ * suites run once per supported server version by setting it (scripts/nats-servers.sh).
+ */
+export function natsServerBinary(): string {
+  return process.env.NATS_SERVER_BIN || "nats-server";
+}
+
 const READY = /Server is ready/;
 const LISTEN = /Listening for client connections on [^\s]+:(\d+)/;
 
 function launch(configFile: string, port: number | undefined, readyTimeoutMs: number): Promise<{ child: ChildProcess; port: number; logs: string[] }> {
   const args = ["-c", configFile, ...(port === undefined ? [] : ["-p", String(port)])];
-  const child = spawn("nats-server", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(natsServerBinary(), args, { stdio: ["ignore", "pipe", "pipe"] });
   const logs: string[] = [];
   return new Promise((resolve, reject) => {
     let found: number | undefined;
@@ -56,7 +64,7 @@ function launch(configFile: string, port: number | undefined, readyTimeoutMs: nu
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
     child.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") fail(new CodedError("nats_server_missing", `nats-server is not on PATH; ${NATS_SERVER_INSTALL_HINT}`));
+      if (err.code === "ENOENT") fail(new CodedError("nats_server_missing", `${natsServerBinary()} is not installed (NATS_SERVER_BIN or PATH); ${NATS_SERVER_INSTALL_HINT}`));
       else fail(new CodedError("nats_server_start_failed", `cannot start nats-server: ${err.message}`));
     });
     child.once("exit", (code) => fail(new CodedError("nats_server_start_failed", `nats-server exited with ${code} before it was ready:\n${logs.join("")}`)));

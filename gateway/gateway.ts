@@ -15,10 +15,11 @@ import type { Logger } from "../common/logger.ts";
 import { ControlPlane } from "../accounts/control-plane.ts";
 import { TenantService } from "../accounts/tenants.ts";
 import { mintEdgeUser, mintPlatformUser, type AccountSigner, type MintedUser } from "../accounts/user-jwt.ts";
-import { identify, IdentityError, type EdgeIdentity, type Identity, type PlatformIdentity } from "../pki/identity.ts";
+import { IdentityError } from "../pki/identity.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import { parseListen, type GatewayConfig } from "./config.ts";
+import { admit, type Admitted } from "./admission.ts";
 import { AuditTrail, SessionAudit } from "./audit.ts";
 import { ensureAuditStream } from "./audit-stream.ts";
 import { ClientSession } from "./client-session.ts";
@@ -208,27 +209,16 @@ export class Gateway {
     }
   }
 
-  /** Decides who the client is and whether it may have a session. */
-  private resolveIdentity(socket: tls.TLSSocket): { identity: EdgeIdentity; tenant: TenantEntry } | { identity: Identity; platform: true } {
+  /** Decides who the client is and whether it may have a session (throws IdentityError). */
+  private resolveIdentity(socket: tls.TLSSocket): Admitted<TenantEntry> {
     const { leaf, chain } = peerCertificates(socket);
-    const identity = identify(leaf, chain, this.directory);
-    if (identity.kind === "platform") {
-      if (!this.config.platform.allowed_identities.includes(identity.name)) {
-        throw new IdentityError("platform_identity_not_allowed", `platform identity "${identity.name}" may not use the gateway (allowed: ${this.config.platform.allowed_identities.join(", ") || "none"})`);
-      }
-      return { identity, platform: true };
-    }
-    const entry = this.directory.get(identity.tenant);
-    if (!entry) throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is not registered here`);
-    if (entry.record.status === "suspended") throw new IdentityError("tenant_suspended", `tenant "${identity.tenant}" is suspended`);
-    if (entry.record.status !== "active") throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is still being provisioned`);
-    return { identity, tenant: entry };
+    return admit(leaf, chain, this.directory, this.config.platform.allowed_identities);
   }
 
   /** How a resolved identity becomes a session: its user, its limits, its rewriter, its log fields. */
-  private sessionPlan(resolved: ReturnType<Gateway["resolveIdentity"]>, sessionId: string, remote: string): SessionPlan {
-    if ("platform" in resolved) {
-      const identity = resolved.identity as PlatformIdentity;
+  private sessionPlan(resolved: Admitted<TenantEntry>, sessionId: string, remote: string): SessionPlan {
+    if (resolved.kind === "platform") {
+      const identity = resolved.identity;
       const signer = this.platformSigner;
       const maxPayload = this.effectiveMaxPayload();
       const audit = new SessionAudit(this.auditTrail, { identity: identity.name, cn: identity.cn, session: sessionId, remote }, this.config.audit_window_ms);
@@ -253,7 +243,7 @@ export class Gateway {
 
   private async admit(socket: tls.TLSSocket, meta: ClientMeta): Promise<void> {
     const remote = `${meta.remoteAddress}:${meta.remotePort}`;
-    let resolved: ReturnType<Gateway["resolveIdentity"]> | undefined;
+    let resolved: Admitted<TenantEntry> | undefined;
     let refusal: { code: string; reason: string; cn?: string } | undefined;
     try {
       resolved = this.resolveIdentity(socket);

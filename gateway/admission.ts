@@ -1,0 +1,38 @@
+/**
+ * Admission: who a client is and whether it may have a session, decided from its certificate,
+ * the tenant registry and the gateway's configuration. The one implementation the serving
+ * gateway and `tenant-gateway pki identify` share, so troubleshooting says exactly what the
+ * gateway would do.
+ */
+import type { X509Certificate } from "node:crypto";
+import { identify, IdentityError, type EdgeIdentity, type PlatformIdentity, type TrustStore } from "../pki/identity.ts";
+import type { TenantRecord } from "../accounts/tenant-store.ts";
+
+/** What admission needs to know of the registry, beyond the CAs: each tenant's status. */
+export interface AdmissionRegistry<T extends { record: Pick<TenantRecord, "status"> }> extends TrustStore {
+  get(slug: string): T | undefined;
+}
+
+export type Admitted<T> = { kind: "edge"; identity: EdgeIdentity; tenant: T } | { kind: "platform"; identity: PlatformIdentity };
+
+/** Throws IdentityError with a stable code, or says who the client is and what it gets. */
+export function admit<T extends { record: Pick<TenantRecord, "status"> }>(
+  leaf: X509Certificate | undefined,
+  chain: readonly X509Certificate[],
+  registry: AdmissionRegistry<T>,
+  allowedPlatformIdentities: readonly string[],
+  now?: Date,
+): Admitted<T> {
+  const identity = identify(leaf, chain, registry, now);
+  if (identity.kind === "platform") {
+    if (!allowedPlatformIdentities.includes(identity.name)) {
+      throw new IdentityError("platform_identity_not_allowed", `platform identity "${identity.name}" may not use the gateway (allowed: ${allowedPlatformIdentities.join(", ") || "none"})`);
+    }
+    return { kind: "platform", identity };
+  }
+  const tenant = registry.get(identity.tenant);
+  if (!tenant) throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is not registered here`);
+  if (tenant.record.status === "suspended") throw new IdentityError("tenant_suspended", `tenant "${identity.tenant}" is suspended`);
+  if (tenant.record.status !== "active") throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is still being provisioned`);
+  return { kind: "edge", identity, tenant };
+}

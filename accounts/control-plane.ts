@@ -2,6 +2,10 @@
  * What every control-plane operation needs, opened once: the data dir (platform PKI and the NATS
  * operator), the tenant store (directory or KV), the plans, and connections to NATS opened lazily
  * only by the operations that need them.
+ *
+ * A data-plane data dir (`tenant-gateway export dataplane`) opens too: it has the PLATFORM
+ * account's signing key but no operator seed, so it can serve and read the registry, and
+ * everything that signs or pushes accounts refuses with `control_plane_only`.
  */
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -11,10 +15,11 @@ import { pushAccountJwt } from "./claims.ts";
 import { DirectoryTenantStore } from "./directory-store.ts";
 import { KvTenantStore } from "./kv-store.ts";
 import { connectAsAccountUser, connectAsSystem } from "./nats-control.ts";
-import { loadOperator, type OperatorMaterial } from "./operator.ts";
+import { hasOperatorSeed, loadOperator, loadPlatformSigner, type OperatorMaterial } from "./operator.ts";
 import { loadPlans, type PlanFile } from "./plans.ts";
 import { loadMasterKey } from "./secret-box.ts";
 import type { TenantStore } from "./tenant-store.ts";
+import type { AccountSigner } from "./user-jwt.ts";
 
 export type StoreKind = "dir" | "kv";
 
@@ -35,49 +40,111 @@ export function defaultMasterKeyFile(dataDir: string): string {
 
 export class ControlPlane {
   readonly layout: DataLayout;
-  readonly operator: OperatorMaterial;
   readonly servers: string[];
   readonly store: TenantStore;
+  /** The PLATFORM account and its signing key: all the data path needs of the NATS trust root. */
+  readonly platform: AccountSigner;
+  private readonly operatorMaterial: OperatorMaterial | undefined;
   private systemConnection: Promise<NatsConnection> | undefined;
+  private platformUser: Promise<NatsConnection> | undefined;
   private readonly extraConnections = new Set<NatsConnection>();
   private readonly reconnect: boolean;
 
-  private constructor(layout: DataLayout, operator: OperatorMaterial, servers: string[], store: TenantStore, reconnect: boolean, system?: Promise<NatsConnection>) {
-    this.layout = layout;
-    this.operator = operator;
-    this.servers = servers;
-    this.store = store;
-    this.reconnect = reconnect;
-    this.systemConnection = system;
+  private constructor(parts: { layout: DataLayout; operator: OperatorMaterial | undefined; platform: AccountSigner; servers: string[]; store: TenantStore; reconnect: boolean; system?: Promise<NatsConnection> }) {
+    this.layout = parts.layout;
+    this.operatorMaterial = parts.operator;
+    this.platform = parts.platform;
+    this.servers = parts.servers;
+    this.store = parts.store;
+    this.reconnect = parts.reconnect;
+    this.systemConnection = parts.system;
   }
 
   static async open(opts: ControlPlaneOptions): Promise<ControlPlane> {
     const layout = new DataLayout(opts.dataDir);
-    const operator = await loadOperator(layout);
+    const operator = (await hasOperatorSeed(layout)) ? await loadOperator(layout) : undefined;
+    const platform = operator ? { account: operator.platform.getPublicKey(), signingKey: operator.platformSigning } : await loadPlatformSigner(layout);
+    const reconnect = opts.reconnect ?? false;
     if ((opts.store ?? "dir") === "dir") {
-      return new ControlPlane(layout, operator, opts.servers, new DirectoryTenantStore(layout, opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }), opts.reconnect ?? false);
+      const store = new DirectoryTenantStore(layout, opts.pollMs === undefined ? {} : { pollMs: opts.pollMs });
+      return new ControlPlane({ layout, operator, platform, servers: opts.servers, store, reconnect });
     }
     // The KV registry lives in the PLATFORM account, which must be known to NATS first.
     const masterKey = await loadMasterKey({ file: opts.masterKeyFile ?? defaultMasterKeyFile(layout.dir) });
-    const system = connectAsSystem(opts.servers, operator.systemUserCreds, { reconnect: opts.reconnect ?? false });
+    const system = operator ? connectAsSystem(opts.servers, operator.systemUserCreds, { reconnect }) : undefined;
     let registry: NatsConnection | undefined;
     try {
       // Only when NATS does not know it yet: the pushed PLATFORM account carries the tenant imports.
-      if (!(await accountKnown(await system, operator.platform.getPublicKey()))) await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
-      registry = await connectAsAccountUser(opts.servers, { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "tenant-gateway-registry" }, { reconnect: true });
+      // A data-plane data dir cannot push it: the control plane (init, sync) has done so.
+      if (operator && system && !(await accountKnown(await system, platform.account))) await pushAccountJwt(await system, operator.platformJwt, operator.operator.getPublicKey());
+      registry = await connectAsAccountUser(opts.servers, { account: platform.account, signer: platform.signingKey, name: "tenant-gateway-registry" }, { reconnect: true });
       const store = await KvTenantStore.open(registry, masterKey, { ...(opts.bucket ? { bucket: opts.bucket } : {}), ownsConnection: true });
-      return new ControlPlane(layout, operator, opts.servers, store, opts.reconnect ?? false, system);
+      return new ControlPlane({ layout, operator, platform, servers: opts.servers, store, reconnect, ...(system ? { system } : {}) });
     } catch (err) {
       // Connections left open by a failed open would keep the process alive: a CLI command would hang.
-      await Promise.allSettled([system.then((nc) => nc.close()), registry?.close()]);
+      await Promise.allSettled([system?.then((nc) => nc.close()), registry?.close()]);
       throw err;
     }
   }
 
+  /**
+   * `open`, then the PLATFORM account's own long-lived connection (`platformConnection`), retried
+   * with backoff while NATS is unreachable (see untilNatsReachable): how a gateway starts.
+   */
+  static async openReachable(opts: ControlPlaneOptions, retry: { waitMs: number; onRetry: (retry: NatsRetry) => void }, connectionName: string): Promise<ControlPlane> {
+    return untilNatsReachable(async () => {
+      const cp = await ControlPlane.open(opts);
+      try {
+        await cp.platformConnection(connectionName);
+        return cp;
+      } catch (err) {
+        await cp.close();
+        throw err;
+      }
+    }, retry);
+  }
+
+  /** False for a data-plane data dir: no operator seed, so nothing here signs or pushes accounts. */
+  get canSignAccounts(): boolean {
+    return this.operatorMaterial !== undefined;
+  }
+
+  /** The operator, system and PLATFORM account material; only a control-plane data dir has it. */
+  get operator(): OperatorMaterial {
+    if (!this.operatorMaterial) {
+      throw new CodedError(
+        "control_plane_only",
+        `${this.layout.dir} holds only the data-plane part (no operator seed): accounts cannot be signed or pushed from it; run this against the control plane's data dir`,
+      );
+    }
+    return this.operatorMaterial;
+  }
+
   /** The system user's connection, opened on first use. */
   system(): Promise<NatsConnection> {
-    this.systemConnection ??= connectAsSystem(this.servers, this.operator.systemUserCreds, { reconnect: this.reconnect });
+    if (!this.systemConnection) {
+      try {
+        this.systemConnection = connectAsSystem(this.servers, this.operator.systemUserCreds, { reconnect: this.reconnect });
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return this.systemConnection;
+  }
+
+  /**
+   * A user of the PLATFORM account that never expires and reconnects (a serving gateway's own
+   * connection: audit stream, NATS's INFO); opened on first use, closed with the control plane.
+   */
+  platformConnection(name: string): Promise<NatsConnection> {
+    if (!this.platformUser) {
+      const opened = connectAsAccountUser(this.servers, { account: this.platform.account, signer: this.platform.signingKey, name }, { reconnect: true });
+      this.platformUser = opened;
+      opened.catch(() => {
+        if (this.platformUser === opened) this.platformUser = undefined;
+      });
+    }
+    return this.platformUser;
   }
 
   plans(): Promise<PlanFile> {
@@ -93,9 +160,10 @@ export class ControlPlane {
   }
 
   async close(): Promise<void> {
-    const system = this.systemConnection;
+    const [system, platformUser] = [this.systemConnection, this.platformUser];
     this.systemConnection = undefined;
-    await Promise.allSettled([...[...this.extraConnections].map((c) => c.close()), system?.then((c) => c.close()), this.store.close()]);
+    this.platformUser = undefined;
+    await Promise.allSettled([...[...this.extraConnections].map((c) => c.close()), system?.then((c) => c.close()), platformUser?.then((c) => c.close()), this.store.close()]);
   }
 }
 
@@ -113,4 +181,38 @@ export function requireStoreKind(value: string | undefined): StoreKind {
   const v = value ?? process.env.TENANT_GATEWAY_STORE ?? "dir";
   if (v !== "dir" && v !== "kv") throw new CodedError("invalid_argument", `--store must be "dir" or "kv", got "${v}"`);
   return v;
+}
+
+/** Start-up against a NATS that is not there yet: the first retry after 0.5 s, doubling up to 15 s. */
+const NATS_RETRY_FIRST_MS = 500;
+const NATS_RETRY_MAX_MS = 15_000;
+
+export interface NatsRetry {
+  attempt: number;
+  /** How long until the next attempt. */
+  delayMs: number;
+  error: CodedError;
+}
+
+/**
+ * Runs `attempt` until NATS answers: while it fails with `nats_unreachable`, waits (backoff) and
+ * tries again, telling `onRetry` each time. Any other failure is final at once. With `waitMs` > 0
+ * it gives up (the last `nats_unreachable`) when an attempt made after that long fails too.
+ */
+export async function untilNatsReachable<T>(attempt: () => Promise<T>, opts: { waitMs: number; onRetry: (retry: NatsRetry) => void }): Promise<T> {
+  const started = Date.now();
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof CodedError) || err.code !== "nats_unreachable") throw err;
+      const elapsed = Date.now() - started;
+      const remaining = opts.waitMs > 0 ? opts.waitMs - elapsed : Infinity;
+      if (remaining <= 0) throw new CodedError("nats_unreachable", `${err.message} (gave up after ${n} attempt${n === 1 ? "" : "s"} in ${(elapsed / 1000).toFixed(1)} s)`, { cause: err });
+      // The last wait is cut short so that the final attempt happens at the deadline.
+      const delayMs = Math.min(NATS_RETRY_MAX_MS, NATS_RETRY_FIRST_MS * 2 ** (n - 1), remaining);
+      opts.onRetry({ attempt: n, delayMs, error: err });
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  }
 }

@@ -5,10 +5,9 @@
  * makes the tenant visible. Changes by other processes are noticed by polling.
  */
 import { promises as fs } from "node:fs";
-import path from "node:path";
 import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
 import type { DataLayout } from "../pki/layout.ts";
-import { checkRecord, checkSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantStore } from "./tenant-store.ts";
+import { checkRecord, checkSecrets, checkSigningSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantSigningSecrets, type TenantStore } from "./tenant-store.ts";
 
 type StoredRecordFile = Omit<TenantRecord, "ca_cert_pem" | "account_jwt">;
 
@@ -24,18 +23,9 @@ export class DirectoryTenantStore implements TenantStore {
     this.pollMs = opts.pollMs ?? 1000;
   }
 
-  private files(slug: string): { record: string; accountJwt: string; accountSeed: string; signingSeed: string; caCert: string; caKey: string; caChain: string } {
-    const dir = this.layout.tenantDir(slug);
+  private files(slug: string): ReturnType<DataLayout["tenantRecord"]> & { caCert: string; caKey: string } {
     const ca = this.layout.tenantCa(slug);
-    return {
-      record: path.join(dir, "tenant.json"),
-      accountJwt: path.join(dir, "account.jwt"),
-      accountSeed: path.join(dir, "account.nk"),
-      signingSeed: path.join(dir, "account-signing.nk"),
-      caCert: ca.cert,
-      caKey: ca.key,
-      caChain: ca.chain,
-    };
+    return { ...this.layout.tenantRecord(slug), caCert: ca.cert, caKey: ca.key };
   }
 
   async list(): Promise<TenantRecord[]> {
@@ -78,6 +68,13 @@ export class DirectoryTenantStore implements TenantStore {
     );
   }
 
+  /** Only the signing seed: a data-plane data dir (`tenant-gateway export dataplane`) has no CA key or account seed. */
+  async getSigningSecrets(slug: string): Promise<TenantSigningSecrets | undefined> {
+    const f = this.files(slug);
+    if (!(await fileExists(f.signingSeed))) return undefined;
+    return this.unlessDeleted(slug, async () => checkSigningSecrets({ signing_seed: (await readTextFile(f.signingSeed, `tenant "${slug}" signing seed`)).trim() }, `of tenant "${slug}" in ${this.layout.tenantDir(slug)}`));
+  }
+
   /**
    * A tenant is several files; one deleted by another process while they are read means the
    * tenant is gone (undefined), not that the store is broken — unless its record is still there.
@@ -91,15 +88,16 @@ export class DirectoryTenantStore implements TenantStore {
     }
   }
 
-  async put(record: TenantRecord, secrets?: TenantSecrets): Promise<void> {
+  /** With only the signing seed, the tenant's data-plane part is written (what `export dataplane` does). */
+  async put(record: TenantRecord, secrets?: TenantSecrets | TenantSigningSecrets): Promise<void> {
     checkRecord(record, `for "${record.slug}"`);
     const f = this.files(record.slug);
-    if (secrets) {
+    if (secrets && "ca_key_pem" in secrets) {
       checkSecrets(secrets, `for "${record.slug}"`);
       await writeSecretFile(f.caKey, secrets.ca_key_pem);
       await writeSecretFile(f.accountSeed, secrets.account_seed + "\n");
-      await writeSecretFile(f.signingSeed, secrets.signing_seed + "\n");
     }
+    if (secrets) await writeSecretFile(f.signingSeed, checkSigningSecrets({ signing_seed: secrets.signing_seed }, `for "${record.slug}"`).signing_seed + "\n");
     if ((await readTextFile(f.caCert, "CA certificate").catch(() => "")) !== record.ca_cert_pem) await writeFileAtomic(f.caCert, record.ca_cert_pem);
     await writeFileAtomic(f.accountJwt, record.account_jwt + "\n");
     const { ca_cert_pem: _ca, account_jwt: _jwt, ...stored } = record;

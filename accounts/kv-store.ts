@@ -8,7 +8,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude, type KV } from "@nats-io/kv";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import type { MasterKey, SealedBox } from "./secret-box.ts";
-import { checkRecord, checkSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantStore } from "./tenant-store.ts";
+import { checkRecord, checkSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantSigningSecrets, type TenantStore } from "./tenant-store.ts";
 
 export const DEFAULT_REGISTRY_BUCKET = "tenant_gateway_registry";
 const KEY_PREFIX = "tenants.";
@@ -85,6 +85,12 @@ export class KvTenantStore implements TenantStore {
     if (!v?.secrets) return undefined;
     const where = `secrets of tenant "${slug}" in ${this.location}`;
     return checkSecrets(parseJson(this.masterKey.open(v.secrets, where, KEY_PREFIX + slug), where), where);
+  }
+
+  /** The master key opens all of a tenant's secrets; the data path takes only the signing seed. */
+  async getSigningSecrets(slug: string): Promise<TenantSigningSecrets | undefined> {
+    const secrets = await this.getSecrets(slug);
+    return secrets && { signing_seed: secrets.signing_seed };
   }
 
   async put(record: TenantRecord, secrets?: TenantSecrets): Promise<void> {

@@ -11,8 +11,6 @@ import { CodedError, errorMessage } from "../common/coded-error.ts";
 import { encodeUserJwt } from "./jwts.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 
-export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
-
 /** Signs the server nonce with a native key pair. */
 export function nativeJwtAuthenticator(jwt: string, user: NativeKeyPair): Authenticator {
   return (nonce?: string) => ({

@@ -4,13 +4,22 @@
  * registry). Kept under `<data-dir>/nats/`, seeds and creds 0600. Creating them is idempotent.
  */
 import path from "node:path";
+import type { Account } from "@nats-io/jwt";
 import { CodedError } from "../common/coded-error.ts";
 import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
 import type { DataLayout } from "../pki/layout.ts";
 import { credsFile, decodeJwt, encodeAccountJwt, encodeOperatorJwt, encodeUserJwt, SYSTEM_ACCOUNT_LIMITS, UNLIMITED_LIMITS } from "./jwts.ts";
 import { NativeKeyPair } from "./native-keys.ts";
+import type { AccountSigner } from "./user-jwt.ts";
 
 export const OPERATOR_NAME = "tenant-gateway";
+/**
+ * nats-server's client port as `init` configures it: loopback only, and not 4222, which is the
+ * gateway's (edge clients expect NATS's usual port there).
+ */
+export const DEFAULT_NATS_PORT = 14222;
+/** The NATS every command talks to when neither a flag, the environment nor the data dir says otherwise. */
+export const DEFAULT_NATS_URL = `nats://127.0.0.1:${DEFAULT_NATS_PORT}`;
 export const SYSTEM_ACCOUNT_NAME = "SYS";
 export const PLATFORM_ACCOUNT_NAME = "PLATFORM";
 
@@ -46,6 +55,10 @@ export class NatsFiles {
   get serverConfig(): string {
     return path.join(this.dir, "nats-server.conf");
   }
+  /** Where this data dir's NATS is: the default `--nats` of every command (written by init and dev). */
+  get url(): string {
+    return path.join(this.dir, "url");
+  }
   get resolverDir(): string {
     return path.join(this.dir, "jwt");
   }
@@ -77,6 +90,29 @@ async function readSeed(file: string, what: string): Promise<NativeKeyPair> {
 /** The PLATFORM account's claims: JetStream for audit and registry; imports are added by the platform layer. */
 export function platformAccountClaims(signingKey: string): Parameters<typeof encodeAccountJwt>[3] {
   return { limits: UNLIMITED_LIMITS, signing_keys: [signingKey], tags: ["tenant-gateway:platform"] };
+}
+
+/**
+ * What the data path needs of the PLATFORM account: its public key (from its JWT) and its
+ * signing key — platform sessions, the audit stream and the KV registry. A data-plane data dir
+ * holds these and none of the operator's or accounts' identity seeds.
+ */
+export async function loadPlatformSigner(layout: DataLayout): Promise<AccountSigner> {
+  const files = new NatsFiles(layout);
+  if (!(await fileExists(files.platformSigningSeed))) {
+    throw new CodedError("not_initialised", `no NATS operator or PLATFORM account in ${layout.dir} (missing ${files.operatorSeed} and ${files.platformSigningSeed}); run "tenant-gateway init --data-dir ${layout.dir}" first, or "tenant-gateway export dataplane ${layout.dir}" from the control plane`);
+  }
+  const signingKey = await readSeed(files.platformSigningSeed, "platform signing seed");
+  const claims = decodeJwt<Account>((await readTextFile(files.platformAccountJwt, "platform account JWT")).trim(), `platform account JWT ${files.platformAccountJwt}`);
+  if (!(claims.nats.signing_keys ?? []).some((k) => (typeof k === "string" ? k : k.key) === signingKey.getPublicKey())) {
+    throw new CodedError("operator_mismatch", `platform signing seed ${files.platformSigningSeed} is not a signing key of the PLATFORM account in ${files.platformAccountJwt}`);
+  }
+  return { account: claims.sub, signingKey };
+}
+
+/** Does this data dir hold the operator seed (the control plane), or only the data-plane part? */
+export async function hasOperatorSeed(layout: DataLayout): Promise<boolean> {
+  return fileExists(new NatsFiles(layout).operatorSeed);
 }
 
 export async function loadOperator(layout: DataLayout): Promise<OperatorMaterial> {
@@ -175,6 +211,33 @@ export function renderServerConfig(layout: DataLayout, material: OperatorMateria
     lines.push("tls: {", `  cert_file: ${q(opts.tls.cert)}`, `  key_file: ${q(opts.tls.key)}`, `  ca_file: ${q(opts.tls.ca)}`, "  timeout: 5", "}");
   }
   return lines.join("\n") + "\n";
+}
+
+const NATS_URL = /^(nats|tls):\/\/[^\s/,]+:\d{1,5}$/;
+
+function checkNatsUrls(urls: string[], where: string): string[] {
+  const bad = urls.find((u) => !NATS_URL.test(u));
+  if (urls.length === 0 || bad !== undefined) {
+    throw new CodedError("invalid_nats_url", `${where} must hold URLs like nats://127.0.0.1:${DEFAULT_NATS_PORT}${bad === undefined ? "; it holds none" : `, not ${JSON.stringify(bad)}`}`);
+  }
+  return urls;
+}
+
+/** The NATS URL(s) recorded in the data dir, or undefined when none is. */
+export async function readNatsUrl(layout: DataLayout): Promise<string[] | undefined> {
+  const file = new NatsFiles(layout).url;
+  if (!(await fileExists(file))) return undefined;
+  const text = await readTextFile(file, "NATS URL file");
+  const urls = text.split("\n").flatMap((line) => line.replace(/#.*/, "").split(/[\s,]+/)).filter(Boolean);
+  return checkNatsUrls(urls, `NATS URL file ${file}`);
+}
+
+/** Records where this data dir's NATS is; every command defaults `--nats` to it. */
+export async function writeNatsUrl(layout: DataLayout, urls: string[], by: string): Promise<string> {
+  const file = new NatsFiles(layout).url;
+  checkNatsUrls(urls, "the NATS URL to record");
+  await writeFileAtomic(file, `# The NATS of this data dir (written by ${by}): the default --nats of every tenant-gateway command.\n# --nats and TENANT_GATEWAY_NATS win. One URL per line.\n${urls.join("\n")}\n`);
+  return file;
 }
 
 export async function writeServerConfig(layout: DataLayout, material: OperatorMaterial, opts: ServerConfigOptions, force = false): Promise<{ status: "created" | "exists"; file: string }> {

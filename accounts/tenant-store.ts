@@ -24,10 +24,15 @@ export interface TenantRecord {
   account_jwt: string;
 }
 
-export interface TenantSecrets {
+/** What the data path needs of a tenant's secrets: the key it signs the tenant's user JWTs with. */
+export interface TenantSigningSecrets {
+  signing_seed: string;
+}
+
+/** All of a tenant's secrets; the CA key and the account identity seed stay on the control plane. */
+export interface TenantSecrets extends TenantSigningSecrets {
   ca_key_pem: string;
   account_seed: string;
-  signing_seed: string;
 }
 
 export interface TenantChange {
@@ -42,6 +47,8 @@ export interface TenantStore {
   list(): Promise<TenantRecord[]>;
   get(slug: string): Promise<TenantRecord | undefined>;
   getSecrets(slug: string): Promise<TenantSecrets | undefined>;
+  /** The signing seed alone: all a serving gateway reads (a data-plane data dir holds nothing more). */
+  getSigningSecrets(slug: string): Promise<TenantSigningSecrets | undefined>;
   /** Writes the record, and the secrets when given; the record is what makes a tenant visible. */
   put(record: TenantRecord, secrets?: TenantSecrets): Promise<void>;
   delete(slug: string): Promise<void>;
@@ -83,6 +90,7 @@ const secretsSchema = {
 
 const validateRecord = ajv.compile<TenantRecord>(recordSchema);
 const validateSecrets = ajv.compile<TenantSecrets>(secretsSchema);
+const validateSigningSecrets = ajv.compile<TenantSigningSecrets>({ ...secretsSchema, required: ["signing_seed"], properties: { signing_seed: secretsSchema.properties.signing_seed } });
 
 /** Validates a stored record; with `slug`, also that it is that tenant's (a copied directory or key is not). */
 export function checkRecord(value: unknown, where: string, slug?: string): TenantRecord {
@@ -93,6 +101,10 @@ export function checkRecord(value: unknown, where: string, slug?: string): Tenan
 
 export function checkSecrets(value: unknown, where: string): TenantSecrets {
   return validateOrThrow(validateSecrets, value, "corrupt_store", `tenant secrets ${where}`);
+}
+
+export function checkSigningSecrets(value: unknown, where: string): TenantSigningSecrets {
+  return validateOrThrow(validateSigningSecrets, value, "corrupt_store", `tenant signing seed ${where}`);
 }
 
 export function parseJson(text: string, where: string): unknown {

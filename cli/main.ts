@@ -4,6 +4,7 @@ import { initCommand, syncCommand } from "./commands/init.ts";
 import { pkiCommand } from "./commands/pki.ts";
 import { auditCommand } from "./commands/audit.ts";
 import { devCommand, serveCommand } from "./commands/serve.ts";
+import { exportCommand } from "./commands/export.ts";
 import { streamsCommand } from "./commands/streams.ts";
 import { tenantCommand } from "./commands/tenant.ts";
 import { EXIT_USAGE } from "./output.ts";
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   program.addCommand(streamsCommand());
   program.addCommand(syncCommand());
   program.addCommand(auditCommand());
+  program.addCommand(exportCommand());
   program.addCommand(serveCommand());
   program.addCommand(devCommand());
   return program;

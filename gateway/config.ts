@@ -1,13 +1,17 @@
 /**
  * `tenant-gateway serve` configuration: defaults, then a config file (YAML or JSON, validated
- * with ajv), then environment variables, then flags — each later source wins. Every mistake is
- * reported with where it came from (file path, env name or flag).
+ * with ajv), then environment variables, then flags — each later source wins. Where none names
+ * NATS, the data dir does (`nats/url`, written by init and dev). Every mistake is reported with
+ * where it came from (file path, env name or flag).
  */
 import { promises as fs } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import YAML from "yaml";
+import { DEFAULT_NATS_URL, readNatsUrl } from "../accounts/operator.ts";
 import { CodedError } from "../common/coded-error.ts";
 import { ajv, describeAjvErrors } from "../common/schema.ts";
+import { DataLayout } from "../pki/layout.ts";
 import type { TlsFirstMode } from "./listener.ts";
 
 export interface GatewayConfig {
@@ -24,8 +28,13 @@ export interface GatewayConfig {
   handshake_timeout_ms: number;
   /** A client that cannot take its messages for this long is cut with -ERR 'Slow Consumer'. */
   slow_consumer_ms: number;
-  /** SIGTERM: how long lame-duck clients get to leave before the rest are closed. */
+  /**
+   * SIGTERM: how long lame-duck clients get to leave before the rest are closed. Below
+   * Kubernetes' default termination grace (30 s), so the pod exits by itself, not killed mid-drain.
+   */
   drain_timeout_ms: number;
+  /** Start-up: how long to keep retrying an unreachable NATS (with backoff) before giving up; 0 = until it answers. */
+  nats_wait_ms: number;
   log_level: string;
   /** Skip the account/stream sync at start-up (another replica or the operator does it). */
   sync_on_start: boolean;
@@ -44,7 +53,7 @@ export interface GatewayConfig {
 
 export const DEFAULT_CONFIG: GatewayConfig = {
   listen: "0.0.0.0:4222",
-  nats: ["nats://127.0.0.1:4222"],
+  nats: [DEFAULT_NATS_URL],
   data_dir: "./data",
   store: "dir",
   max_payload: 0,
@@ -52,7 +61,8 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   tls_first_delay_ms: 50,
   handshake_timeout_ms: 5000,
   slow_consumer_ms: 10_000,
-  drain_timeout_ms: 30_000,
+  drain_timeout_ms: 20_000,
+  nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,
   registry_poll_ms: 1000,
@@ -78,6 +88,7 @@ const schema = {
     handshake_timeout_ms: { type: "integer", minimum: 100, maximum: 120000 },
     slow_consumer_ms: { type: "integer", minimum: 100, maximum: 600000 },
     drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
+    nats_wait_ms: { type: "integer", minimum: 0, maximum: 86400000 },
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },
     registry_poll_ms: { type: "integer", minimum: 50, maximum: 600000 },
@@ -130,6 +141,7 @@ const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list
   ["TENANT_GATEWAY_TLS_FIRST", "tls_first", "string"],
   ["TENANT_GATEWAY_SLOW_CONSUMER_MS", "slow_consumer_ms", "int"],
   ["TENANT_GATEWAY_DRAIN_TIMEOUT_MS", "drain_timeout_ms", "int"],
+  ["TENANT_GATEWAY_NATS_WAIT_MS", "nats_wait_ms", "int"],
   ["TENANT_GATEWAY_LOG_LEVEL", "log_level", "string"],
   ["TENANT_GATEWAY_SYNC_ON_START", "sync_on_start", "bool"],
   ["TENANT_GATEWAY_WORKERS", "workers", "int"],
@@ -152,19 +164,25 @@ function fromEnv(env: NodeJS.ProcessEnv): PartialConfig {
   return check(out, "environment");
 }
 
-/** Merges defaults < file < env < flags and validates the result. */
+/** Merges defaults < data dir (NATS URL) < file < env < flags and validates the result. */
 export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: PartialConfig }): Promise<GatewayConfig> {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.TENANT_GATEWAY_CONFIG;
   const layers: PartialConfig[] = [file ? await readConfigFile(file) : {}, fromEnv(env), check(stripUndefined(opts.flags ?? {}), "command line")];
   const merged: GatewayConfig = { ...DEFAULT_CONFIG, platform: { ...DEFAULT_CONFIG.platform } };
+  let natsGiven = false;
   for (const layer of layers) {
     const { platform, nats, ...rest } = layer;
     Object.assign(merged, stripUndefined(rest));
-    if (nats !== undefined) merged.nats = (Array.isArray(nats) ? nats : [nats]).flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean);
+    if (nats !== undefined) {
+      merged.nats = (Array.isArray(nats) ? nats : [nats]).flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean);
+      natsGiven = true;
+    }
     if (platform?.allowed_identities) merged.platform.allowed_identities = platform.allowed_identities;
   }
   merged.data_dir = path.resolve(merged.data_dir);
+  if (!natsGiven) merged.nats = (await readNatsUrl(new DataLayout(merged.data_dir))) ?? merged.nats;
+  parseListen(merged.listen);
   return merged;
 }
 
@@ -175,7 +193,25 @@ function stripUndefined<T extends object>(o: T): T {
 export function parseListen(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(":");
   const host = listen.slice(0, i).replace(/^\[|\]$/g, "") || "0.0.0.0";
-  const port = Number(listen.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CodedError("invalid_config", `listen address ${listen}: bad port`);
+  const portText = listen.slice(i + 1);
+  const port = Number(portText);
+  if (i < 0 || !/^\d{1,5}$/.test(portText) || port > 65535) throw new CodedError("invalid_config", `listen address ${JSON.stringify(listen)}: the port must be a number from 0 to 65535 (host:port)`);
   return { host, port };
+}
+
+/**
+ * Checks that the listen address can be bound (free port, local address), then lets it go: run
+ * first, so that a gateway that could never serve fails at once with `listen_failed`, before it
+ * waits for NATS or syncs anything.
+ */
+export async function checkListenAddress(listen: string): Promise<void> {
+  const { host, port } = parseListen(listen);
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      const why = err.code === "EADDRINUSE" ? "the address is in use" : err.code === "EADDRNOTAVAIL" ? "the address is not one of this host's" : err.code === "EACCES" ? "permission denied (a port below 1024 needs privileges)" : (err.code ?? err.message);
+      reject(new CodedError("listen_failed", `cannot listen on ${host}:${port}: ${why}${err.code && err.code !== why ? ` (${err.code})` : ""}`, { cause: err }));
+    });
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  });
 }

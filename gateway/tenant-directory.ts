@@ -102,7 +102,8 @@ export class TenantDirectory implements TrustStore {
   }
 
   private async load(record: TenantRecord): Promise<void> {
-    const secrets = await this.store.getSecrets(record.slug);
+    // The signing seed alone: a data-plane data dir holds no CA key or account identity seed.
+    const secrets = await this.store.getSigningSecrets(record.slug);
     if (!secrets) {
       this.log.warn({ event: "tenant_without_secrets", tenant: record.slug }, "tenant has no signing key in the store; its clients will be refused");
       return;

@@ -1,13 +1,15 @@
 /**
  * One process per core (architecture brief, section 9): the primary syncs accounts and streams
  * once, then forks workers that each run a Gateway on the same listen address (node:cluster
- * hands accepted connections round-robin to the workers). A worker that dies is replaced; SIGTERM
- * puts every worker in lame duck mode and the primary exits 0 when they all have.
+ * hands accepted connections round-robin to the workers). A worker that cannot start fails the
+ * whole gateway (one error, exit 1, as a single process would); a worker that dies later is
+ * replaced; SIGTERM puts every worker in lame duck mode and the primary exits 0 when they all have.
  */
-import cluster from "node:cluster";
+import cluster, { type Worker } from "node:cluster";
 import os from "node:os";
+import { CodedError, errorMessage } from "../common/coded-error.ts";
 import type { Logger } from "../common/logger.ts";
-import { ControlPlane } from "../accounts/control-plane.ts";
+import { ControlPlane, untilNatsReachable } from "../accounts/control-plane.ts";
 import { TenantService } from "../accounts/tenants.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import type { GatewayConfig } from "./config.ts";
@@ -16,44 +18,121 @@ export function workerCount(config: GatewayConfig): number {
   return config.workers === 0 ? os.availableParallelism() : config.workers;
 }
 
-/** In the primary: sync once, fork the workers, keep them running until a signal. */
-export async function runPrimary(config: GatewayConfig, log: Logger): Promise<void> {
-  if (config.sync_on_start) {
-    const cp = await ControlPlane.open({ dataDir: config.data_dir, servers: config.nats, store: config.store, ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}), ...(config.bucket ? { bucket: config.bucket } : {}) });
-    try {
-      const result = await new TenantService(cp, tenantStreamProvisioner).sync();
-      log.info({ event: "sync", tenants: result.tenants.length, failed: result.tenants.filter((t) => t.result === "failed").length }, "accounts and streams synchronised with NATS");
-    } finally {
-      await cp.close();
-    }
+/** What a worker tells the primary about its start-up. */
+type WorkerReport = { type: "tenant-gateway:listening" } | { type: "tenant-gateway:start_failed"; code: string; message: string };
+
+function isWorkerReport(value: unknown): value is WorkerReport {
+  return typeof value === "object" && value !== null && typeof (value as { type?: unknown }).type === "string" && (value as { type: string }).type.startsWith("tenant-gateway:");
+}
+
+/** In a worker: tell the primary this worker serves. */
+export function reportWorkerListening(): void {
+  if (cluster.isWorker) process.send?.({ type: "tenant-gateway:listening" } satisfies WorkerReport);
+}
+
+/** In a worker: hand the start-up failure to the primary (which reports it once) and exit 1. */
+export function exitWorkerStartFailed(err: unknown): void {
+  const report: WorkerReport = { type: "tenant-gateway:start_failed", code: err instanceof CodedError ? err.code : "internal_error", message: errorMessage(err) };
+  if (!process.send) process.exit(1);
+  process.send(report, undefined, {}, () => process.exit(1));
+}
+
+/** Accounts and streams synchronised once for all workers; skipped (logged) on a data-plane data dir. */
+async function syncOnce(config: GatewayConfig, log: Logger): Promise<void> {
+  const open = {
+    dataDir: config.data_dir,
+    servers: config.nats,
+    store: config.store,
+    ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}),
+    ...(config.bucket ? { bucket: config.bucket } : {}),
+  };
+  const result = await untilNatsReachable(
+    async () => {
+      const cp = await ControlPlane.open(open);
+      try {
+        return cp.canSignAccounts ? await new TenantService(cp, tenantStreamProvisioner).sync() : undefined;
+      } finally {
+        await cp.close();
+      }
+    },
+    { waitMs: config.nats_wait_ms, onRetry: (r) => log.warn({ event: "nats_unavailable", attempt: r.attempt, retry_in_ms: r.delayMs, nats: config.nats, error: r.error.message }, "NATS is not reachable; retrying") },
+  );
+  if (!result) {
+    log.info({ event: "sync_skipped", data_dir: config.data_dir }, "no operator seed in the data dir (its data-plane part): accounts and streams are not synchronised here; run `tenant-gateway sync` on the control plane");
+    return;
   }
+  const failed = result.tenants.filter((t) => t.result === "failed");
+  log.info({ event: "sync", tenants: result.tenants.length, failed: failed.length }, "accounts and streams synchronised with NATS");
+  for (const f of failed) log.error({ event: "sync_failed", tenant: f.slug, error: f.error }, "tenant could not be synchronised");
+}
+
+/**
+ * In the primary: sync once, fork the workers. Resolves once every worker listens; rejects with
+ * the first worker's start-up failure after stopping the others. Then keeps them running until a
+ * signal.
+ */
+export async function runPrimary(config: GatewayConfig, log: Logger): Promise<void> {
+  if (config.sync_on_start) await syncOnce(config, log);
   const n = workerCount(config);
-  let stopping = false;
+  let phase: "starting" | "running" | "stopping" | "failed" = "starting";
+  const ready = new Set<number>();
+  const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
   // Workers must not sync again; everything else they read from the same flags, env and file.
   const fork = (): void => {
     cluster.fork({ TENANT_GATEWAY_SYNC_ON_START: "false", TENANT_GATEWAY_WORKERS: "1" });
   };
-  cluster.on("exit", (worker, code, signal) => {
-    if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
-      return;
-    }
-    log.error({ event: "worker_exited", worker: worker.process.pid, code, signal }, "gateway worker died; starting another");
-    fork();
+  return new Promise<void>((resolve, reject) => {
+    let failure: CodedError | undefined;
+    const failStart = (err: CodedError): void => {
+      if (phase !== "starting") return;
+      phase = "failed";
+      failure = err;
+      if (live().length === 0) return reject(err);
+      for (const worker of live()) worker.process.kill("SIGTERM");
+    };
+    cluster.on("message", (worker, message: unknown) => {
+      if (!isWorkerReport(message)) return;
+      if (message.type === "tenant-gateway:start_failed") {
+        if (phase === "starting") failure ??= new CodedError(message.code, message.message);
+        return;
+      }
+      ready.add(worker.id);
+      if (phase === "starting" && ready.size === n) {
+        phase = "running";
+        log.info({ event: "workers_started", workers: n }, `started ${n} gateway workers`);
+        resolve();
+      }
+    });
+    cluster.on("exit", (worker, code, signal) => {
+      const wasReady = ready.delete(worker.id);
+      if (phase === "failed") {
+        if (live().length === 0) reject(failure);
+        return;
+      }
+      if (phase === "stopping") {
+        if (live().length === 0) process.exit(0);
+        return;
+      }
+      if (phase === "starting" && !wasReady) {
+        failStart(failure ?? new CodedError("worker_start_failed", `a gateway worker exited during start-up (${signal ?? `exit code ${code}`})`));
+        return;
+      }
+      log.error({ event: "worker_exited", worker: worker.process.pid, code, signal }, "gateway worker died; starting another");
+      fork();
+    });
+    const stop = (signal: NodeJS.Signals): void => {
+      if (phase === "stopping" || phase === "failed") return;
+      phase = "stopping";
+      log.info({ event: "signal", signal, workers: live().length }, "stopping the workers");
+      if (live().length === 0) process.exit(0);
+      for (const worker of live()) worker.process.kill("SIGTERM");
+    };
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGINT", () => stop("SIGINT"));
+    for (let i = 0; i < n; i++) fork();
   });
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ event: "signal", signal, workers: Object.keys(cluster.workers ?? {}).length }, "stopping the workers");
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill("SIGTERM");
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  for (let i = 0; i < n; i++) fork();
-  log.info({ event: "workers_started", workers: n }, `started ${n} gateway workers`);
 }
 
 export function isWorker(): boolean {
   return cluster.isWorker;
 }
-

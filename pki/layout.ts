@@ -18,6 +18,16 @@ export interface TenantCaFiles {
   chain: string;
 }
 
+/** A tenant's registry files (directory store): the record, its account JWT, its two account seeds. */
+export interface TenantRecordFiles {
+  record: string;
+  accountJwt: string;
+  /** The account's identity seed: control plane only. */
+  accountSeed: string;
+  /** The account's signing seed: what the serving gateway signs user JWTs with. */
+  signingSeed: string;
+}
+
 export interface LeafFiles {
   cert: string;
   key: string;
@@ -68,6 +78,10 @@ export class DataLayout {
   tenantCa(slug: string): TenantCaFiles {
     const dir = this.tenantDir(slug);
     return { dir, cert: path.join(dir, "ca.pem"), key: path.join(dir, "ca-key.pem"), chain: path.join(dir, "ca-chain.pem") };
+  }
+  tenantRecord(slug: string): TenantRecordFiles {
+    const dir = this.tenantDir(slug);
+    return { record: path.join(dir, "tenant.json"), accountJwt: path.join(dir, "account.jwt"), accountSeed: path.join(dir, "account.nk"), signingSeed: path.join(dir, "account-signing.nk") };
   }
   component(slug: string, component: string, partition: string): LeafFiles {
     const base = path.join(this.tenantDir(slug), "components", `${component}-${partition}`);

@@ -194,7 +194,7 @@ test("a config file with an unknown key: non-zero exit, one line naming the file
   t.true(lines[0]!.includes("slow_consumer_msec"), lines[0]);
 });
 
-test("an unreachable NATS: non-zero exit, naming the URL", async (t) => {
+test("an unreachable NATS past --nats-wait-ms: non-zero exit, naming the URL", async (t) => {
   const closed = await new Promise<number>((resolve) => {
     const probe = net.createServer().listen(0, "127.0.0.1", () => {
       const { port } = probe.address() as net.AddressInfo;
@@ -202,7 +202,8 @@ test("an unreachable NATS: non-zero exit, naming the URL", async (t) => {
     });
   });
   const url = `nats://127.0.0.1:${closed}`;
-  const r = await serveToEnd(["--listen", "127.0.0.1:0", "--nats", url, "--data-dir", layout.dir]);
+  // Without a limit the gateway waits for NATS (retrying with backoff), as a service should.
+  const r = await serveToEnd(["--listen", "127.0.0.1:0", "--nats", url, "--data-dir", layout.dir, "--nats-wait-ms", "1000"]);
   t.not(r.code, 0, "exits by itself, with a failure");
   t.true(r.stderr.includes(url), r.stderr);
   t.is(r.stderr.trim().split("\n").length, 1, r.stderr);

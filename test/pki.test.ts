@@ -204,25 +204,23 @@ test("cli: pki tenant-ca prints the fields of the brief and is idempotent", asyn
 });
 
 test("cli: pki identify exits 0 for an accepted certificate and 1 with the code for a refused one", async (t) => {
-  const { acmeLeaf } = await ready;
-  const ok = await runCliJson<{ accepted: boolean; identity: { tenant: string } }>(["pki", "identify", acmeLeaf.files.cert, "--chain", layout.tenantCa("acme-corp").chain, "--data-dir", dataDir]);
+  const { acmeLeaf, admin } = await ready;
+  const ok = await runCliJson<{ accepted: boolean; identity: { name: string } }>(["pki", "identify", admin.files.cert, "--data-dir", dataDir]);
   t.is(ok.code, 0);
   t.true(ok.json.accepted);
-  t.is(ok.json.identity.tenant, "acme-corp");
-  const human = await runCli(["pki", "identify", acmeLeaf.files.chain, "--data-dir", dataDir]);
+  t.is(ok.json.identity.name, "admin");
+  const human = await runCli(["pki", "identify", admin.files.chain, "--data-dir", dataDir]);
   t.is(human.code, 0);
-  t.regex(human.stdout, /accepted: edge identity: tenant=acme-corp component=agent-001 partition=partition-1/);
+  t.regex(human.stdout, /accepted: platform identity: name=admin/);
 
-  const acmeCa = await loadTenantCa(layout, "acme-corp");
-  const forged = await issueEdgeCertificate(acmeCa, { tenant: "globex", component: "agent-009", partition: "partition-1" });
-  const forgedFile = path.join(tempDir(), "forged.pem");
-  await fs.writeFile(forgedFile, forged.certPem);
-  const refused = await runCliJson<{ accepted: boolean; code: string; reason: string }>(["pki", "identify", forgedFile, "--data-dir", dataDir]);
+  // A tenant CA is not a tenant: this data dir has no tenant records, so the gateway would refuse it.
+  const refused = await runCliJson<{ accepted: boolean; code: string; reason: string }>(["pki", "identify", acmeLeaf.files.cert, "--chain", layout.tenantCa("acme-corp").chain, "--data-dir", dataDir]);
   t.is(refused.code, 1);
   t.false(refused.json.accepted);
-  t.is(refused.json.code, "tenant_slug_mismatch");
-  const text = await runCli(["pki", "identify", forgedFile, "--data-dir", dataDir]);
-  t.regex(text.stdout, /^refused: tenant_slug_mismatch: /);
+  t.is(refused.json.code, "unknown_tenant");
+  const text = await runCli(["pki", "identify", acmeLeaf.files.chain, "--data-dir", dataDir]);
+  t.is(text.code, 1);
+  t.regex(text.stdout, /^refused: unknown_tenant: /);
 });
 
 test("cli: pki k8s-secret prints the tenant CA secret of the brief", async (t) => {

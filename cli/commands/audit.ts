@@ -29,7 +29,7 @@ export function auditCommand(): Command {
         since = new Date(Date.now() - seconds * 1000);
       }
       return withControlPlane(opts, async (cp) => {
-        const nc = await cp.accountConnection(cp.operator.platform.getPublicKey(), cp.operator.platformSigning, "tenant-gateway-audit");
+        const nc = await cp.accountConnection(cp.platform.account, cp.platform.signingKey, "tenant-gateway-audit");
         const records = await readAuditRecords(nc, { ...(opts.tenant ? { tenant: opts.tenant } : {}), ...(opts.identity ? { identity: opts.identity } : {}), ...(since ? { since } : {}), limit: opts.limit });
         return {
           json: { records },

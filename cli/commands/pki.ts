@@ -1,7 +1,14 @@
 /** `tenant-gateway pki …`: the platform PKI, tenant CAs, certificates, and the identify tool. */
 import { X509Certificate } from "node:crypto";
 import { Command } from "commander";
+import { DirectoryTenantStore } from "../../accounts/directory-store.ts";
+import type { TenantStore } from "../../accounts/tenant-store.ts";
 import { TenantService } from "../../accounts/tenants.ts";
+import { readTextFile } from "../../common/files.ts";
+import { createLogger } from "../../common/logger.ts";
+import { admit } from "../../gateway/admission.ts";
+import { resolveConfig } from "../../gateway/config.ts";
+import { TenantDirectory } from "../../gateway/tenant-directory.ts";
 import type { KeyedCertificate } from "../../pki/certificates.ts";
 import { storeKind, withControlPlane, withNatsOptions, type NatsOptions } from "../nats-options.ts";
 import {
@@ -11,15 +18,14 @@ import {
   issuePlatformIdentityFiles,
   readCertificateBundleFile,
   tenantCaSecretManifest,
-  trustStoreFromDataDir,
 } from "../../pki/authority.ts";
-import { identify, IdentityError } from "../../pki/identity.ts";
+import { IdentityError } from "../../pki/identity.ts";
 import { DataLayout } from "../../pki/layout.ts";
 import { action, collect, parseIntegerOption, withCommonOptions, EXIT_FAILURE } from "../output.ts";
 
 /**
- * With the KV tenant store, tenant CAs live in the store, not in files: the CA (or every tenant
- * CA, for identify) comes from there. With the directory store, undefined: the files are used.
+ * With the KV tenant store, tenant CAs live in the store, not in files: the CA comes from there.
+ * With the directory store, undefined: the files are used.
  */
 async function tenantCaFromStore(opts: NatsOptions & { dataDir: string }, slug: string): Promise<KeyedCertificate | undefined> {
   if (storeKind(opts) !== "kv") return undefined;
@@ -27,11 +33,6 @@ async function tenantCaFromStore(opts: NatsOptions & { dataDir: string }, slug: 
     const { record, secrets } = await new TenantService(cp).load(slug);
     return { certPem: record.ca_cert_pem, keyPem: secrets.ca_key_pem, cert: new X509Certificate(record.ca_cert_pem) };
   });
-}
-
-async function tenantCasFromStore(opts: NatsOptions & { dataDir: string }): Promise<Array<{ slug: string; cert: X509Certificate }>> {
-  if (storeKind(opts) !== "kv") return [];
-  return withControlPlane(opts, async (cp) => (await cp.store.list()).map((r) => ({ slug: r.slug, cert: new X509Certificate(r.ca_cert_pem) })));
 }
 
 function filesText(files: object): string[] {
@@ -114,22 +115,43 @@ export function pkiCommand(): Command {
       .command("identify")
       .argument("<cert>", "PEM file with the client certificate (optionally followed by its chain)")
       .option("--chain <pem>", "PEM file with the rest of the chain the client would send")
-      .description("decide who a certificate identifies, exactly as the gateway does; exit code 0 only when accepted"),
+      .option("--config <file>", "the gateway's config file (env TENANT_GATEWAY_CONFIG): platform.allowed_identities, store, NATS")
+      .description("decide whether the gateway admits a certificate, with the gateway's own admission (the registry's tenants, CAs and status, and its config); exit code 0 only when accepted"),
   )).action(
-    action<NatsOptions & { chain?: string }>(async (opts, certFile) => {
-      const layout = new DataLayout(opts.dataDir);
+    action<NatsOptions & { chain?: string; config?: string }>(async (opts, certFile) => {
       const [leaf, ...sent] = await readCertificateBundleFile(certFile!, "client certificate");
       const chain = opts.chain ? [...sent, ...(await readCertificateBundleFile(opts.chain, "chain"))] : sent;
-      const trust = await trustStoreFromDataDir(layout, await tenantCasFromStore(opts));
-      try {
-        const id = identify(leaf, chain, trust);
-        const json = { accepted: true, identity: { ...id, notAfter: id.notAfter.toISOString() } };
-        const who = id.kind === "edge" ? `edge identity: tenant=${id.tenant} component=${id.component} partition=${id.partition}` : `platform identity: name=${id.name}`;
-        return { json, text: [`accepted: ${who}`, `  cn               ${id.cn}`, `  expires          ${id.notAfter.toISOString()}`] };
-      } catch (err) {
-        if (!(err instanceof IdentityError)) throw err;
-        return { json: { accepted: false, code: err.code, reason: err.message }, text: [`refused: ${err.code}: ${err.message}`], exitCode: EXIT_FAILURE };
-      }
+      // The gateway's configuration, resolved as `serve` resolves it; the command line wins.
+      const config = await resolveConfig({
+        ...(opts.config ? { file: opts.config } : {}),
+        flags: { data_dir: opts.dataDir, nats: opts.nats, store: opts.store as "dir" | "kv" | undefined, master_key_file: opts.masterKeyFile, bucket: opts.bucket },
+      });
+      const layout = new DataLayout(config.data_dir);
+      const registry = { dataDir: config.data_dir, nats: config.nats.join(","), store: config.store, ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}), ...(config.bucket ? { bucket: config.bucket } : {}) };
+      // The directory store is read as files (no NATS, no operator needed); the KV store through NATS.
+      const withStore = <T>(fn: (store: TenantStore) => Promise<T>): Promise<T> => (config.store === "dir" ? fn(new DirectoryTenantStore(layout)) : withControlPlane(registry, (cp) => fn(cp.store)));
+      return withStore(async (store) => {
+        const root = new X509Certificate(await readTextFile(layout.rootCert, "root CA certificate"));
+        const platformCa = new X509Certificate(await readTextFile(layout.platformCaCert, "platform CA certificate"));
+        // The gateway's own view of the registry: only tenants it would load, with their status.
+        const directory = await TenantDirectory.open(store, root, [platformCa], createLogger({ level: "silent" }));
+        try {
+          const admitted = admit(leaf, chain, directory, config.platform.allowed_identities);
+          const id = admitted.identity;
+          const tenant = admitted.kind === "edge" ? { slug: admitted.tenant.record.slug, status: admitted.tenant.record.status, plan: admitted.tenant.record.plan } : undefined;
+          const json = { accepted: true, identity: { ...id, notAfter: id.notAfter.toISOString() }, ...(tenant ? { tenant } : {}) };
+          const who = id.kind === "edge" ? `edge identity: tenant=${id.tenant} component=${id.component} partition=${id.partition}` : `platform identity: name=${id.name}`;
+          return {
+            json,
+            text: [`accepted: ${who}`, `  cn               ${id.cn}`, `  expires          ${id.notAfter.toISOString()}`, ...(tenant ? [`  tenant           ${tenant.slug} (${tenant.status}, plan ${tenant.plan})`] : [])],
+          };
+        } catch (err) {
+          if (!(err instanceof IdentityError)) throw err;
+          return { json: { accepted: false, code: err.code, reason: err.message }, text: [`refused: ${err.code}: ${err.message}`], exitCode: EXIT_FAILURE };
+        } finally {
+          directory.close();
+        }
+      });
     }),
   );
 

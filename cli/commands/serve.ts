@@ -7,14 +7,14 @@ import { createLogger, type Logger } from "../../common/logger.ts";
 import { initDataDir } from "../../accounts/bootstrap.ts";
 import { ControlPlane } from "../../accounts/control-plane.ts";
 import { startNatsServer, type RunningNatsServer } from "../../accounts/nats-server-process.ts";
-import { NatsFiles } from "../../accounts/operator.ts";
+import { NatsFiles, writeNatsUrl } from "../../accounts/operator.ts";
 import { TenantService } from "../../accounts/tenants.ts";
 import { issueComponentFiles, issuePlatformIdentityFiles } from "../../pki/authority.ts";
 import { DataLayout, dataDirFromEnv } from "../../pki/layout.ts";
 import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
-import { resolveConfig } from "../../gateway/config.ts";
+import { checkListenAddress, resolveConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
-import { isWorker, runPrimary, workerCount } from "../../gateway/workers.ts";
+import { exitWorkerStartFailed, isWorker, reportWorkerListening, runPrimary, workerCount } from "../../gateway/workers.ts";
 import { printFailure, parseIntegerOption, EXIT_FAILURE } from "../output.ts";
 
 interface ServeFlags {
@@ -28,7 +28,15 @@ interface ServeFlags {
   tlsFirst?: string;
   logLevel?: string;
   workers?: number;
+  drainTimeoutMs?: number;
+  natsWaitMs?: number;
   json?: boolean;
+}
+
+/** A process that cannot serve says so in one line and exits 1 at once: nothing it opened may keep it alive. */
+function exitFailed(opts: { json: boolean }, err: unknown): never {
+  printFailure(opts, err);
+  process.exit(process.exitCode ?? EXIT_FAILURE);
 }
 
 /** Runs until SIGTERM/SIGINT, then lame duck, drain, exit 0. */
@@ -58,7 +66,7 @@ export function serveCommand(): Command {
     .description("run the gateway: clients connect with their certificate, NATS behind")
     .option("--config <file>", "config file (YAML or JSON; env TENANT_GATEWAY_CONFIG)")
     .option("--listen <host:port>", "client listen address (default 0.0.0.0:4222; env TENANT_GATEWAY_LISTEN)")
-    .option("--nats <urls>", "NATS server URL(s), comma-separated (env TENANT_GATEWAY_NATS)")
+    .option("--nats <urls>", "NATS server URL(s), comma-separated (env TENANT_GATEWAY_NATS; default: the URL recorded in <data-dir>/nats/url)")
     .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
     .option("--max-payload <bytes>", "cap client payloads below NATS's max_payload", parseIntegerOption("--max-payload", 1, 64 * 1024 * 1024))
     .option("--store <kind>", "tenant store: dir or kv (env TENANT_GATEWAY_STORE)")
@@ -66,6 +74,8 @@ export function serveCommand(): Command {
     .option("--tls-first <mode>", "auto | always | never: clients that start TLS before INFO")
     .option("--log-level <level>", "fatal|error|warn|info|debug|trace")
     .option("--workers <n>", "gateway processes sharing the listener; 0 = one per core (env TENANT_GATEWAY_WORKERS)", parseIntegerOption("--workers", 0, 256))
+    .option("--drain-timeout-ms <ms>", "SIGTERM: how long lame-duck clients get to leave (default 20000; env TENANT_GATEWAY_DRAIN_TIMEOUT_MS)", parseIntegerOption("--drain-timeout-ms", 0, 3_600_000))
+    .option("--nats-wait-ms <ms>", "start-up: how long to retry an unreachable NATS; 0 = until it answers (default; env TENANT_GATEWAY_NATS_WAIT_MS)", parseIntegerOption("--nats-wait-ms", 0, 86_400_000))
     .option("--json", "errors as JSON", false)
     .action(async (flags: ServeFlags) => {
       try {
@@ -81,14 +91,21 @@ export function serveCommand(): Command {
             tls_first: flags.tlsFirst as "auto" | undefined,
             log_level: flags.logLevel,
             workers: isWorker() ? 1 : flags.workers,
+            drain_timeout_ms: flags.drainTimeoutMs,
+            nats_wait_ms: flags.natsWaitMs,
           },
         });
         const log = createLogger({ level: config.log_level });
+        // The listen address first: a gateway that could never serve must not wait for NATS or sync.
+        // (Workers share the primary's listener, which it checked.)
+        if (!isWorker()) await checkListenAddress(config.listen);
         if (!isWorker() && workerCount(config) > 1) return await runPrimary(config, log);
         const gateway = await Gateway.start(config, log);
+        reportWorkerListening();
         runUntilSignalled(gateway, log);
       } catch (err) {
-        printFailure({ json: flags.json ?? false }, err);
+        if (isWorker()) return exitWorkerStartFailed(err);
+        exitFailed({ json: flags.json ?? false }, err);
       }
     });
 }
@@ -104,10 +121,13 @@ export function devCommand(): Command {
     .action(async (flags: { dataDir?: string; listen: string; logLevel: string }) => {
       let nats: RunningNatsServer | undefined;
       try {
+        await checkListenAddress(flags.listen);
         const dataDir = dataDirFromEnv(flags.dataDir);
         const layout = new DataLayout(dataDir);
         await initDataDir(layout, { natsPort: -1 });
         nats = await startNatsServer(new NatsFiles(layout).serverConfig);
+        // Every other command on this data dir finds this NATS (its port is random) through the record.
+        const urlFile = await writeNatsUrl(layout, [nats.url], "tenant-gateway dev");
         const cp = await ControlPlane.open({ dataDir, servers: [nats.url] });
         const svc = new TenantService(cp, tenantStreamProvisioner);
         await svc.sync();
@@ -128,6 +148,7 @@ export function devCommand(): Command {
           [
             "",
             `tenant-gateway dev: NATS ${nats.url} (operator mode, data in ${rel(dataDir)}), gateway ${server}`,
+            `  other tenant-gateway commands on ${rel(dataDir)} use this NATS (recorded in ${rel(urlFile)}), e.g. tenant-gateway tenant list${flags.dataDir ? ` --data-dir ${rel(dataDir)}` : ""}`,
             `  tenants: ${DEMO_TENANTS.join(", ")}; certificates under ${rel(layout.tenantsDir)}/<slug>/components/, admin under ${rel(path.dirname(layout.platformIdentity("admin").cert))}/`,
             "  try it with the nats CLI (https://github.com/nats-io/natscli):",
             `    nats -s ${server} ${tlsArgs} sub 'events.>' &`,
@@ -141,7 +162,7 @@ export function devCommand(): Command {
         runUntilSignalled(gateway, log, () => running.stop());
       } catch (err) {
         await nats?.stop();
-        printFailure({ json: false }, err instanceof Error ? err : new CodedError("internal_error", String(err)));
+        exitFailed({ json: false }, err instanceof Error ? err : new CodedError("internal_error", String(err)));
       }
     });
 }

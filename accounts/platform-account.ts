@@ -4,7 +4,7 @@
  * platform connection sees tenants in the prefixed view (`*.events.>` spans every tenant, also
  * tenants created later) and reaches a tenant's JetStream as `$JS.<slug>.API`.
  *
- * The PLATFORM account JWT grows with the tenant count (four imports per tenant, about 1.1 KB of
+ * The PLATFORM account JWT grows with the tenant count (five imports per tenant, about 1.3 KB of
  * JWT per tenant); it is re-signed and pushed whenever a tenant is created or deleted.
  */
 import type { Account, Export, Import } from "@nats-io/jwt";
@@ -19,6 +19,7 @@ export function tenantPlatformExports(slug: string): Export[] {
     { name: "platform-publish", subject: `${slug}.>`, type: "service", response_type: "Stream" },
     { name: "platform-jetstream", subject: "$JS.API.>", type: "service", response_type: "Stream" },
     { name: "platform-jetstream-ack", subject: "$JS.ACK.>", type: "service" },
+    { name: "platform-kv", subject: "$KV.>", type: "service" },
   ];
 }
 
@@ -37,6 +38,13 @@ export interface PlatformTenant {
  */
 export const PLATFORM_PUBLISH_PREFIX = "_tg_to.";
 
+/**
+ * Where the PLATFORM account writes a tenant's key-value buckets: `_tg_kv.<slug>.<bucket>.<key>`
+ * is imported as the tenant's `$KV.<bucket>.<key>`. Stock clients bound to a bucket through the
+ * API prefix `$JS.<slug>.API` publish `$JS.<slug>.API.$KV.<bucket>.<key>`; the gateway rewrites it.
+ */
+export const PLATFORM_KV_PREFIX = "_tg_kv.";
+
 export function tenantJetStreamApiPrefix(slug: string): string {
   return `$JS.${slug}.API`;
 }
@@ -51,6 +59,7 @@ export function platformImports(tenants: readonly PlatformTenant[]): Import[] {
     { name: `${slug}-publish`, subject: `${slug}.>`, local_subject: `${PLATFORM_PUBLISH_PREFIX}${slug}.>`, account, type: "service" as const },
     { name: `${slug}-jetstream`, subject: "$JS.API.>", local_subject: `${tenantJetStreamApiPrefix(slug)}.>`, account, type: "service" as const },
     { name: `${slug}-jetstream-ack`, subject: "$JS.ACK.>", local_subject: `${tenantJetStreamAckPrefix(slug)}.>`, account, type: "service" as const },
+    { name: `${slug}-kv`, subject: "$KV.>", local_subject: `${PLATFORM_KV_PREFIX}${slug}.>`, account, type: "service" as const },
   ]);
 }
 

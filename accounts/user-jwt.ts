@@ -5,7 +5,8 @@
  * signature is native ed25519.
  */
 import type { Permissions } from "@nats-io/jwt";
-import { EDGE_JETSTREAM_PUBLISH_ALLOW, EDGE_JETSTREAM_PUBLISH_DENY } from "../gateway/jetstream-api.ts";
+import { edgePublishPermissions, edgeSubscribePermissions, TenantStores } from "../common/namespaces.ts";
+import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX } from "./platform-account.ts";
 import type { EdgeIdentity, PlatformIdentity } from "../pki/identity.ts";
 import { encodeUserJwt } from "./jwts.ts";
 import { NativeKeyPair } from "./native-keys.ts";
@@ -20,10 +21,10 @@ export interface MintedUser {
 /** How long a client may answer a request that came from outside its namespace (nanoseconds). */
 const RESPONSE_TTL_NS = 120 * 1_000_000_000;
 
-export function edgeUserPermissions(slug: string): Permissions {
+export function edgeUserPermissions(slug: string, stores: TenantStores = TenantStores.NONE): Permissions {
   return {
-    pub: { allow: [`${slug}.>`, ...EDGE_JETSTREAM_PUBLISH_ALLOW], deny: EDGE_JETSTREAM_PUBLISH_DENY },
-    sub: { allow: [`${slug}.>`] },
+    pub: edgePublishPermissions(slug, stores),
+    sub: edgeSubscribePermissions(slug),
     // A platform request reaches the tenant with a reply subject NATS made up (`_R_.…`);
     // the response permission lets the client answer exactly that once.
     resp: { max: 1, ttl: RESPONSE_TTL_NS },
@@ -37,8 +38,8 @@ export function edgeUserPermissions(slug: string): Permissions {
  */
 export function platformUserPermissions(): Permissions {
   const internals = ["$SYS.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "_tg.>"];
-  // `_tg_to.<slug>.>` is how the gateway publishes into a tenant for a platform session.
-  return { pub: { allow: [">"], deny: internals }, sub: { allow: [">"], deny: [...internals, "_tg_to.>"] } };
+  // `_tg_to.<slug>.>` and `_tg_kv.<slug>.>` are how the gateway publishes into a tenant for a platform session.
+  return { pub: { allow: [">"], deny: internals }, sub: { allow: [">"], deny: [...internals, `${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`] } };
 }
 
 export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner): Promise<MintedUser> {
@@ -54,13 +55,13 @@ export interface AccountSigner {
   signingKey: NativeKeyPair;
 }
 
-export async function mintEdgeUser(identity: EdgeIdentity, signer: AccountSigner): Promise<MintedUser> {
+export async function mintEdgeUser(identity: EdgeIdentity, signer: AccountSigner, stores: TenantStores = TenantStores.NONE): Promise<MintedUser> {
   const user = NativeKeyPair.create("user");
   const exp = Math.floor(identity.notAfter.getTime() / 1000);
   const jwt = await encodeUserJwt(identity.cn, user, {
     signer: signer.signingKey,
     account: signer.account,
-    permissions: edgeUserPermissions(identity.tenant),
+    permissions: edgeUserPermissions(identity.tenant, stores),
     tags: [`tenant:${identity.tenant}`, `component:${identity.component}`, `partition:${identity.partition}`],
     exp,
   });

@@ -4,13 +4,16 @@
  * crosses (EdgeRewriter for a tenant's client, PlatformRewriter for a platform identity). Flow
  * control both ways: when one side's socket cannot take more, the other side
  * is not read until it drains; a client that stays backed up for `slowConsumerMs` is cut with
- * -ERR 'Slow Consumer'. A refused frame ends this session only.
+ * -ERR 'Slow Consumer'. A refused frame gets -ERR and the session goes on (as with nats-server);
+ * a protocol error ends this session only.
  */
 import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
 import { errFrame, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
 
+/** Refusals logged per session; the rest are counted (session_closed carries the count). */
+const MAX_LOGGED_REFUSALS = 20;
 /** How long a closing session waits for a socket to take its last bytes before cutting it. */
 const LINGER_MS = 2000;
 
@@ -22,7 +25,7 @@ export interface ClientSessionOptions {
   upstream: net.Socket;
   log: Logger;
   rewriter: (events: RewriterEvents) => SessionRewriter;
-  /** An INFO sent before anything else is relayed (the tenant's own limits). */
+  /** An INFO for the client after its first PONG (the tenant's own limits). */
   infoUpdate?: object;
   slowConsumerMs: number;
   /** Bytes the client sent after CONNECT, and bytes NATS sent after the handshake. */
@@ -54,6 +57,7 @@ export class ClientSession {
     const log = opts.log;
     this.rewriter = opts.rewriter({
       ended: (end) => this.ended(end),
+      refused: (refusal) => this.refused(refusal),
       dropped: (kind, subject) => log.warn({ event: kind === "subject" ? "foreign_subject_dropped" : "foreign_reply_dropped", subject }, "NATS delivered a subject this session does not own; dropped"),
       jetStreamRefused: (api, code, reason, description) => log.info({ event: "jetstream_api_refused", api, code, reason }, description),
       natsError: (text) => log.info({ event: "nats_error", error: text }, "NATS reported an error to the session"),
@@ -77,7 +81,7 @@ export class ClientSession {
     upstream.once("close", () => this.close("NATS closed the connection"));
     client.on("error", (err) => this.log.debug({ err: err.message }, "client socket error"));
     upstream.on("error", (err) => this.log.debug({ err: err.message }, "upstream socket error"));
-    if (this.opts.infoUpdate) client.write(this.rewriter.info(this.opts.infoUpdate));
+    if (this.opts.infoUpdate) this.rewriter.infoAfterFirstPong(this.opts.infoUpdate);
     if (this.opts.upstreamLeftover.length > 0) this.onUpstreamData(this.opts.upstreamLeftover);
     if (this.opts.clientLeftover.length > 0) this.onClientData(this.opts.clientLeftover);
     if (!this.closed) {
@@ -88,14 +92,37 @@ export class ClientSession {
 
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
-    const out = this.rewriter.clientData(chunk);
+    let out: Buffer | undefined;
+    try {
+      out = this.rewriter.clientData(chunk);
+    } catch (err) {
+      return this.internalError("client", err);
+    }
     if (out && !this.closed && !this.upstream.write(out)) this.client.pause();
+    // Refusals (-ERR) of frames in this read go straight back to the client.
+    const back = this.closed ? undefined : this.rewriter.pendingForClient();
+    if (back && !this.client.write(back)) this.clientBackedUp();
   }
 
   private onUpstreamData(chunk: Buffer): void {
     if (this.closed) return;
-    const out = this.rewriter.upstreamData(chunk);
+    let out: Buffer | undefined;
+    try {
+      out = this.rewriter.upstreamData(chunk);
+    } catch (err) {
+      return this.internalError("nats", err);
+    }
     if (out && !this.closed && !this.client.write(out)) this.clientBackedUp();
+  }
+
+  /**
+   * Whatever one session's data makes the rewriter throw ends that session only: the process and
+   * every other session carry on (a bug here must never become a way to take the gateway down).
+   */
+  private internalError(side: "client" | "nats", err: unknown): void {
+    const error = err instanceof Error ? { name: err.name, message: err.message.slice(0, 500) } : { message: String(err).slice(0, 500) };
+    this.log.error({ event: "session_internal_error", side, code: "internal_error", error }, "processing this session's data failed; ending the session");
+    this.close("internal error", "Internal Error");
   }
 
   private clientBackedUp(): void {
@@ -115,6 +142,13 @@ export class ClientSession {
       this.slowTimer = undefined;
     }
     if (!this.closed) this.upstream.resume();
+  }
+
+  private refused(refusal: SessionEnd): void {
+    // A client that keeps sending what it may not is counted, not allowed to flood the log.
+    if (this.rewriter.counters.refused > MAX_LOGGED_REFUSALS) return;
+    const last = this.rewriter.counters.refused === MAX_LOGGED_REFUSALS;
+    this.log.warn({ event: refusal.event, code: refusal.code, subject: refusal.subject, error: refusal.reason }, last ? "frame refused; further refusals of this session are counted, not logged" : "frame refused");
   }
 
   private ended(end: SessionEnd): void {

@@ -1,24 +1,32 @@
 /**
  * The decisions of an edge session, without sockets: bytes from the client in, bytes for NATS
- * out (every subject written into `<slug>.`, JetStream API requests translated or refused), and
- * bytes from NATS in, bytes for the client out (only what the tenant owns, prefix removed). Pure
- * enough to fuzz: the session owns the I/O, this owns what may cross.
+ * out (every subject written into `<slug>.`, JetStream API requests translated or refused, the
+ * account-scoped namespaces of common/namespaces.ts passed as they are), and bytes from NATS in,
+ * bytes for the client out (only what the tenant owns, prefix removed). Pure enough to fuzz: the
+ * session owns the I/O, this owns what may cross.
  */
 import { classifyJetStreamRequest, translateDirectGetHeaders, translateRequest, translateResponse, type JetStreamApiOperation } from "./jetstream-api.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
 import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
-import { tenantSubjectMapper, type SubjectMapper } from "./subject-mapper.ts";
+import { tenantSubjectMapper, TenantStores, type SubjectMapper } from "../common/namespaces.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
-import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isJetStreamSubject, SubjectVerdict } from "./subject-rules.ts";
+import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isAccountScopedSubject, isJetStreamReplySubject, isServiceSubject, storeNameOf, SubjectVerdict } from "./subject-rules.ts";
 
-/** JetStream API replies in flight whose bodies need translating, keyed by reply subject (tenant view). */
-const MAX_PENDING_JS_REPLIES = 1024;
-const JS_REPLY_TTL_MS = 60_000;
+/**
+ * JetStream API replies in flight whose bodies need translating, keyed by reply subject (tenant
+ * view). Bounded in count, in bytes and in time, so requests nobody answers cannot pin memory
+ * for a session's life; a reply that arrives after its entry went passes untranslated (the
+ * tenant's own subjects, prefixed).
+ */
+const MAX_PENDING_JS_REPLIES = 256;
+const MAX_PENDING_JS_BYTES = 64 * 1024;
+const JS_REPLY_TTL_MS = 30_000;
 /** Reply subjects NATS makes up for requests that crossed a service import. */
 const SERVICE_IMPORT_REPLY = Buffer.from("_R_.", "latin1");
 const MAX_FOREIGN_REPLIES = 1024;
 const NO_PREFIX = new Uint8Array(0);
 const EMPTY = Buffer.alloc(0);
+const DOLLAR = 0x24;
 /**
  * nats-server's default max_control_line. The gateway writes `<slug>.` in front of a frame's
  * subject and reply, so it accepts client lines shorter by twice the prefix: a line the client
@@ -40,6 +48,18 @@ function prefixBytes(prefixText: string): Buffer {
   return bytes;
 }
 
+interface PendingJsReply {
+  op: JetStreamApiOperation;
+  at: number;
+}
+
+export interface EdgeRewriterOptions {
+  maxPayload: number;
+  events: RewriterEvents;
+  /** The tenant's key-value buckets and object stores, and which of them edge clients may write. */
+  stores?: TenantStores;
+}
+
 export class EdgeRewriter extends FrameRewriter {
   readonly slug: string;
   private readonly prefix: Buffer;
@@ -49,15 +69,18 @@ export class EdgeRewriter extends FrameRewriter {
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
   private readonly foreignReplies = new Set<string>();
-  private readonly pendingJs = new Map<string, { op: JetStreamApiOperation; at: number }>();
+  private readonly pendingJs = new Map<string, PendingJsReply>();
+  private pendingJsBytes = 0;
+  private readonly stores: TenantStores;
 
-  constructor(slug: string, opts: { maxPayload: number; events: RewriterEvents }) {
+  constructor(slug: string, opts: EdgeRewriterOptions) {
     const prefixLength = Buffer.byteLength(`${slug}.`, "latin1");
     super(opts.events, { maxPayload: opts.maxPayload, maxControlLine: NATS_MAX_CONTROL_LINE - 2 * prefixLength });
     this.slug = slug;
     this.prefixText = `${slug}.`;
     this.prefix = prefixBytes(this.prefixText);
     this.mapper = tenantSubjectMapper(slug);
+    this.stores = opts.stores ?? TenantStores.NONE;
   }
 
   /** NATS names subjects in the tenant view; the client knows them without the prefix. */
@@ -80,6 +103,11 @@ export class EdgeRewriter extends FrameRewriter {
           const rv = checkReplySubject(buf, f.replyStart, f.replyEnd);
           if (rv < 0) return this.refuse(rv, "Publish", "reply_refused", frameString(buf, f.replyStart, f.replyEnd));
           reply = this.reply.set(buf, f.replyStart, f.replyEnd, this.prefix);
+        }
+        if (verdict === SubjectVerdict.KvWrite || verdict === SubjectVerdict.ObjectWrite) {
+          // Into a bucket or store only when its template lets edge clients write it.
+          const kind = verdict === SubjectVerdict.KvWrite ? "kv" : "object";
+          if (!this.stores.edgeWritable(kind, storeNameOf(buf, f.subjectStart, f.subjectEnd, kind))) return this.refuse(SubjectVerdict.Reserved, "Publish", "publish_refused", frameString(buf, f.subjectStart, f.subjectEnd));
         }
         this.counters.msgsIn++;
         this.counters.bytesIn += f.payloadEnd - f.payloadStart;
@@ -107,27 +135,26 @@ export class EdgeRewriter extends FrameRewriter {
   /** `$JS.API.…` requests: refused here with a JetStream error reply, or translated into the tenant view. */
   private jetStreamRequest(f: ClientFrame): void {
     const subject = frameString(f.buf, f.subjectStart, f.subjectEnd);
-    const replyTenant = f.replyStart >= 0 ? this.prefixText + frameString(f.buf, f.replyStart, f.replyEnd) : undefined;
+    // The reply is written from the bytes the client sent: whatever their encoding, they come back as sent.
+    const reply = f.replyStart >= 0 ? this.reply.set(f.buf, f.replyStart, f.replyEnd, this.prefix) : null;
     const headers = f.verb === ClientVerb.Hpub ? f.buf.subarray(f.payloadStart, f.payloadStart + f.headerSize) : undefined;
     const body = f.buf.subarray(f.payloadStart + (headers?.length ?? 0), f.payloadEnd);
-    const op = classifyJetStreamRequest(subject);
-    const translated = op.decision.kind === "refuse" ? { kind: "refuse" as const, refusal: op.decision.refusal } : translateRequest(op, subject, body.length > 0 ? body : undefined, this.mapper);
+    const op = classifyJetStreamRequest(subject, this.stores);
+    const translated = translateRequest(op, subject, body.length > 0 ? body : undefined, this.mapper, this.stores);
     const out = this.toUpstream;
     if (translated.kind === "refuse") {
       const r = translated.refusal;
       this.events.jetStreamRefused(subject, r.code, r.reason, r.description);
-      if (!replyTenant) return;
+      if (!reply) return;
       // The error goes back through NATS to the client's own reply subscription.
-      const to = SubjectBytes.of(replyTenant);
       const payload = r.reply.headers ? Buffer.concat([r.reply.headers, r.reply.body]) : r.reply.body;
-      if (r.reply.headers) out.hpub(to, null, r.reply.headers.length, payload, 0, payload.length);
-      else out.pub(to, null, payload, 0, payload.length);
+      if (r.reply.headers) out.hpub(reply, null, r.reply.headers.length, payload, 0, payload.length);
+      else out.pub(reply, null, payload, 0, payload.length);
       return;
     }
-    if (replyTenant && op.decision.kind === "allow" && op.decision.response !== "untouched") this.trackJetStreamReply(replyTenant, op);
+    if (reply && op.decision.kind === "allow" && op.decision.response !== "untouched") this.trackJetStreamReply(this.prefixText + frameString(f.buf, f.replyStart, f.replyEnd), op);
     const newBody = translated.body ?? EMPTY;
     const to = SubjectBytes.of(translated.subject);
-    const reply = replyTenant ? SubjectBytes.of(replyTenant) : null;
     if (headers) {
       const payload = Buffer.concat([headers, newBody]);
       out.hpub(to, reply, headers.length, payload, 0, payload.length);
@@ -147,12 +174,36 @@ export class EdgeRewriter extends FrameRewriter {
 
   private trackJetStreamReply(reply: string, op: JetStreamApiOperation): void {
     const now = Date.now();
-    if (this.pendingJs.size >= MAX_PENDING_JS_REPLIES) {
-      for (const [key, entry] of this.pendingJs) {
-        if (now - entry.at > JS_REPLY_TTL_MS || this.pendingJs.size >= MAX_PENDING_JS_REPLIES) this.pendingJs.delete(key);
-      }
+    const previous = this.pendingJs.get(reply);
+    if (previous) this.forgetJetStreamReply(reply);
+    this.expireJetStreamReplies(now);
+    while (this.pendingJs.size > 0 && (this.pendingJs.size >= MAX_PENDING_JS_REPLIES || this.pendingJsBytes + reply.length > MAX_PENDING_JS_BYTES)) {
+      this.forgetJetStreamReply(this.pendingJs.keys().next().value!);
     }
     this.pendingJs.set(reply, { op, at: now });
+    this.pendingJsBytes += reply.length + op.apiSubject.length;
+  }
+
+  private forgetJetStreamReply(reply: string): PendingJsReply | undefined {
+    const entry = this.pendingJs.get(reply);
+    if (entry) {
+      this.pendingJs.delete(reply);
+      this.pendingJsBytes -= reply.length + entry.op.apiSubject.length;
+    }
+    return entry;
+  }
+
+  /** Entries are in insertion order: the expired ones are at the front. */
+  private expireJetStreamReplies(now: number): void {
+    for (const [key, entry] of this.pendingJs) {
+      if (now - entry.at <= JS_REPLY_TTL_MS) return;
+      this.forgetJetStreamReply(key);
+    }
+  }
+
+  /** JetStream API replies still expected (for tests and the session's counters). */
+  get pendingJetStreamReplies(): number {
+    return this.pendingJs.size;
   }
 
   // ---- NATS → client ------------------------------------------------------------------------
@@ -164,8 +215,8 @@ export class EdgeRewriter extends FrameRewriter {
       case ServerVerb.Msg:
       case ServerVerb.Hmsg: {
         let subject: SubjectBytes;
-        if (hasPrefix(buf, f.subjectStart, f.subjectEnd, this.prefix)) subject = this.subject.set(buf, f.subjectStart + this.prefix.length, f.subjectEnd);
-        else if (isJetStreamSubject(buf, f.subjectStart, f.subjectEnd)) subject = this.subject.set(buf, f.subjectStart, f.subjectEnd);
+        if (this.ownsPrefixed(buf, f.subjectStart, f.subjectEnd)) subject = this.subject.set(buf, f.subjectStart + this.prefix.length, f.subjectEnd);
+        else if (isAccountScopedSubject(buf, f.subjectStart, f.subjectEnd)) subject = this.subject.set(buf, f.subjectStart, f.subjectEnd);
         else {
           this.counters.dropped++;
           this.events.dropped("subject", frameString(buf, f.subjectStart, f.subjectEnd));
@@ -173,8 +224,8 @@ export class EdgeRewriter extends FrameRewriter {
         }
         let reply: SubjectBytes | null = null;
         if (f.replyStart >= 0) {
-          if (hasPrefix(buf, f.replyStart, f.replyEnd, this.prefix)) reply = this.reply.set(buf, f.replyStart + this.prefix.length, f.replyEnd);
-          else if (isJetStreamSubject(buf, f.replyStart, f.replyEnd)) reply = this.reply.set(buf, f.replyStart, f.replyEnd);
+          if (this.ownsPrefixed(buf, f.replyStart, f.replyEnd)) reply = this.reply.set(buf, f.replyStart + this.prefix.length, f.replyEnd);
+          else if (isJetStreamReplySubject(buf, f.replyStart, f.replyEnd)) reply = this.reply.set(buf, f.replyStart, f.replyEnd);
           else if (hasPrefix(buf, f.replyStart, f.replyEnd, SERVICE_IMPORT_REPLY)) {
             // A request from the platform (through the PLATFORM account's import): NATS made up
             // this reply subject; the client may answer it once, unprefixed.
@@ -196,13 +247,21 @@ export class EdgeRewriter extends FrameRewriter {
     }
   }
 
+  /**
+   * `<slug>.<rest>` where rest is something an edge client can name under its prefix: no `$`
+   * subject but the service framework's. `acme-corp.$KV.x` is not its bucket (that is the
+   * account's own `$KV.x`), so it is not delivered as one.
+   */
+  private ownsPrefixed(buf: Buffer, start: number, end: number): boolean {
+    return hasPrefix(buf, start, end, this.prefix) && (buf[start + this.prefix.length] !== DOLLAR || isServiceSubject(buf, start + this.prefix.length, end));
+  }
+
   /** A reply to a JetStream API request: translated into the edge view. True when handled. */
   private jetStreamReply(f: ServerFrame, subject: SubjectBytes, reply: SubjectBytes | null): boolean {
-    const key = frameString(f.buf, f.subjectStart, f.subjectEnd);
-    const pending = this.pendingJs.get(key);
+    const pending = this.forgetJetStreamReply(frameString(f.buf, f.subjectStart, f.subjectEnd));
     if (!pending) return false;
-    this.pendingJs.delete(key);
     const { op } = pending;
+    if (Date.now() - pending.at > JS_REPLY_TTL_MS) return false;
     if (f.verb === ServerVerb.Msg) {
       const body = translateResponse(op, f.buf.subarray(f.payloadStart, f.payloadEnd), undefined, this.mapper);
       this.toClient.msg(subject, f.sid, reply, body, 0, body.length);

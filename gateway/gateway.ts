@@ -7,7 +7,6 @@ import { randomBytes } from "node:crypto";
 import type tls from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import { connectAsAccountUser } from "../accounts/nats-control.ts";
 import { parseDurationSeconds } from "../streams/units.ts";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import { readTextFile } from "../common/files.ts";
@@ -18,6 +17,8 @@ import { mintEdgeUser, mintPlatformUser, type AccountSigner, type MintedUser } f
 import { IdentityError } from "../pki/identity.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
+import { loadStreamTemplates, resolveTemplatesDir, storesOf } from "../streams/templates.ts";
+import type { TenantStores } from "../common/namespaces.ts";
 import { parseListen, type GatewayConfig } from "./config.ts";
 import { admit, type Admitted } from "./admission.ts";
 import { AuditTrail, SessionAudit } from "./audit.ts";
@@ -76,6 +77,8 @@ export class Gateway {
   private readonly platformSigner: AccountSigner;
   private readonly auditTrail: AuditTrail;
   private readonly auditConnection: NatsConnection;
+  /** The key-value buckets and object stores of the templates, and who may write them. */
+  private readonly stores: TenantStores;
   private facts: UpstreamFacts;
   private control: NatsConnection;
   private nextUpstream = 0;
@@ -83,9 +86,10 @@ export class Gateway {
   private address: { host: string; port: number } | undefined;
   readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0 };
 
-  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection }) {
+  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores }) {
     this.config = parts.config;
-    this.platformSigner = { account: parts.cp.operator.platform.getPublicKey(), signingKey: parts.cp.operator.platformSigning };
+    this.stores = parts.stores;
+    this.platformSigner = parts.cp.platform;
     this.auditConnection = parts.auditConnection;
     const js = jetstream(parts.auditConnection);
     this.auditTrail = new AuditTrail(parts.log, (subject, record) => {
@@ -109,7 +113,12 @@ export class Gateway {
       handshakeTimeoutMs: parts.config.handshake_timeout_ms,
       secureContext: () => context,
       info: (client) => `INFO ${JSON.stringify(this.info(client))}\r\n`,
-      onSecureClient: (socket, meta) => void this.admit(socket, meta),
+      onSecureClient: (socket, meta) =>
+        void this.admit(socket, meta).catch((err: unknown) => {
+          // Admission failing unexpectedly costs this client its connection, nothing more.
+          this.log.error({ event: "admission_failed", code: "internal_error", error: errorMessage(err), remote: `${meta.remoteAddress}:${meta.remotePort}` }, "admitting a client failed");
+          socket.destroy();
+        }),
       onRefused: (meta, code, reason) => this.audit(false, { code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }),
     });
     this.directory.onChange((event) => {
@@ -120,36 +129,54 @@ export class Gateway {
 
   static async start(config: GatewayConfig, log: Logger): Promise<Gateway> {
     const layout = new DataLayout(config.data_dir);
-    const cp = await ControlPlane.open({
-      dataDir: config.data_dir,
-      servers: config.nats,
-      store: config.store,
-      ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}),
-      ...(config.bucket ? { bucket: config.bucket } : {}),
-      reconnect: true,
-      pollMs: config.registry_poll_ms,
-    });
+    parseListen(config.listen);
+    // Local material first: a missing file fails at once, not after waiting for NATS.
+    const tlsMaterial = await loadGatewayTls(layout);
+    const upstreamCa = config.nats_ca_file ? await readTextFile(config.nats_ca_file, "NATS CA file") : await readTextFile(layout.rootCert, "root CA certificate");
+    // NATS down at start-up: retried with backoff, each attempt logged; nothing listens meanwhile (not ready).
+    const cp = await ControlPlane.openReachable(
+      {
+        dataDir: config.data_dir,
+        servers: config.nats,
+        store: config.store,
+        ...(config.master_key_file ? { masterKeyFile: config.master_key_file } : {}),
+        ...(config.bucket ? { bucket: config.bucket } : {}),
+        reconnect: true,
+        pollMs: config.registry_poll_ms,
+      },
+      {
+        waitMs: config.nats_wait_ms,
+        onRetry: (r) => log.warn({ event: "nats_unavailable", attempt: r.attempt, retry_in_ms: r.delayMs, nats: config.nats, error: r.error.message }, "NATS is not reachable; retrying"),
+      },
+      "tenant-gateway-audit",
+    );
+    let directory: TenantDirectory | undefined;
     try {
-      const control = await cp.system();
-      if (config.sync_on_start) {
+      // The gateway's own user in the PLATFORM account (it never expires): NATS's INFO, the audit stream.
+      const control = await cp.platformConnection("tenant-gateway-audit");
+      if (config.sync_on_start && !cp.canSignAccounts) {
+        log.info({ event: "sync_skipped", data_dir: config.data_dir }, "no operator seed in the data dir (its data-plane part): accounts and streams are not synchronised here; run `tenant-gateway sync` on the control plane");
+      } else if (config.sync_on_start) {
         const result = await new TenantService(cp, tenantStreamProvisioner).sync();
         const failed = result.tenants.filter((t) => t.result === "failed");
         log.info({ event: "sync", tenants: result.tenants.length, failed: failed.length }, "accounts and streams synchronised with NATS");
         for (const f of failed) log.error({ event: "sync_failed", tenant: f.slug, error: f.error }, "tenant could not be synchronised");
       }
-      const tlsMaterial = await loadGatewayTls(layout);
-      const directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
-      const upstreamCa = config.nats_ca_file ? await readTextFile(config.nats_ca_file, "NATS CA file") : await readTextFile(layout.rootCert, "root CA certificate");
-      // The gateway's own user in the PLATFORM account writes the audit stream; it never expires.
-      const auditConnection = await connectAsAccountUser(config.nats, { account: cp.operator.platform.getPublicKey(), signer: cp.operator.platformSigning, name: "tenant-gateway-audit" }, { reconnect: true });
-      const auditStream = await ensureAuditStream(auditConnection, { maxAgeSeconds: parseDurationSeconds(config.audit_max_age) ?? 30 * 86_400 });
+      directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
+      const stores = await templateStores(config.data_dir);
+      const auditStream = await ensureAuditStream(control, { maxAgeSeconds: parseDurationSeconds(config.audit_max_age) ?? 30 * 86_400 });
       log.info({ event: "audit_stream", status: auditStream, max_age: config.audit_max_age }, "audit stream ready");
-      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection });
+      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection: control, stores });
       gw.watchControl();
       gw.address = await gw.listener.listen();
-      log.info({ event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size, runtime: RUNTIME }, "gateway listening");
+      log.info(
+        { event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size, data_dir_part: cp.canSignAccounts ? "full" : "data-plane", runtime: RUNTIME },
+        "gateway listening",
+      );
       return gw;
     } catch (err) {
+      // Nothing may keep a failed start-up's process alive: the CLI exits with its one error line.
+      directory?.close();
       await cp.close();
       throw err;
     }
@@ -215,29 +242,34 @@ export class Gateway {
     return admit(leaf, chain, this.directory, this.config.platform.allowed_identities);
   }
 
+  /** The payload limit a session gets: NATS's, capped by the config and, for an edge client, its tenant's plan. */
+  private sessionMaxPayload(resolved: Admitted<TenantEntry> | undefined): number {
+    return resolved?.kind === "edge" ? this.effectiveMaxPayload(resolved.tenant.maxPayload) : this.effectiveMaxPayload();
+  }
+
   /** How a resolved identity becomes a session: its user, its limits, its rewriter, its log fields. */
   private sessionPlan(resolved: Admitted<TenantEntry>, sessionId: string, remote: string): SessionPlan {
     if (resolved.kind === "platform") {
       const identity = resolved.identity;
       const signer = this.platformSigner;
-      const maxPayload = this.effectiveMaxPayload();
+      const maxPayload = this.sessionMaxPayload(resolved);
       const audit = new SessionAudit(this.auditTrail, { identity: identity.name, cn: identity.cn, session: sessionId, remote }, this.config.audit_window_ms);
       return {
         slug: undefined,
         fields: { platform: identity.name, cn: identity.cn },
         maxPayload,
         user: () => this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, PLATFORM_CACHE_KEY, () => mintPlatformUser(identity, signer)),
-        rewriter: (events) => new PlatformRewriter({ maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events }),
+        rewriter: (events) => new PlatformRewriter({ maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events, stores: this.stores }),
       };
     }
     const { identity, tenant } = resolved;
-    const maxPayload = this.effectiveMaxPayload(tenant.maxPayload);
+    const maxPayload = this.sessionMaxPayload(resolved);
     return {
       slug: identity.tenant,
       fields: { tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn },
       maxPayload,
-      user: () => this.directory.users.get(`${identity.fingerprint}:${tenant.signer.signingKey.getPublicKey()}`, identity.tenant, () => mintEdgeUser(identity, tenant.signer)),
-      rewriter: (events) => new EdgeRewriter(identity.tenant, { maxPayload, events }),
+      user: () => this.directory.users.get(`${identity.fingerprint}:${tenant.signer.signingKey.getPublicKey()}`, identity.tenant, () => mintEdgeUser(identity, tenant.signer, this.stores)),
+      rewriter: (events) => new EdgeRewriter(identity.tenant, { maxPayload, events, stores: this.stores }),
     };
   }
 
@@ -251,6 +283,8 @@ export class Gateway {
       const cn = socket.getPeerX509Certificate()?.subject.split("\n").find((l) => l.startsWith("CN="))?.slice(3);
       refusal = err instanceof IdentityError ? { code: err.code, reason: err.message, ...(cn ? { cn } : {}) } : { code: "internal_error", reason: errorMessage(err) };
     }
+    // A TLS-first client's first INFO already carries its tenant's payload limit.
+    if (meta.tlsFirst) socket.write(`INFO ${JSON.stringify({ ...this.info(meta), max_payload: this.sessionMaxPayload(resolved) })}\r\n`);
     let connect: Awaited<ReturnType<typeof readConnect>>;
     try {
       connect = await readConnect(socket, this.config.handshake_timeout_ms);
@@ -283,8 +317,9 @@ export class Gateway {
         upstream: upstream.socket,
         log,
         rewriter: plan.rewriter,
-        // Clients learn their own payload limit (the tenant's plan) from an INFO update before their first PONG.
-        infoUpdate: { ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), max_payload: plan.maxPayload },
+        // An INFO-first client learns its own payload limit (its tenant's plan) from an INFO update
+        // after its first PONG; a TLS-first client had it in its first INFO.
+        ...(!meta.tlsFirst && plan.maxPayload !== this.effectiveMaxPayload() ? { infoUpdate: { ...this.info(meta), max_payload: plan.maxPayload } } : {}),
         slowConsumerMs: this.config.slow_consumer_ms,
         clientLeftover: connect.rest,
         upstreamLeftover: upstream.leftover,
@@ -336,6 +371,12 @@ export class Gateway {
     await this.cp.close();
     this.log.info({ event: "stopped" }, "gateway stopped");
   }
+}
+
+/** The buckets and stores every tenant has, from the stream templates `sync` provisions them with. */
+async function templateStores(dataDir: string): Promise<TenantStores> {
+  const { dir } = await resolveTemplatesDir(dataDir);
+  return storesOf(await loadStreamTemplates(dir));
 }
 
 function factsOf(nc: NatsConnection): UpstreamFacts {

@@ -15,7 +15,7 @@
  * Pure functions, no I/O. The wire layer calls them for `$JS.API.` requests and their replies only;
  * `$JS.ACK.` and `$JS.FC.` never come here.
  */
-import type { SubjectMapper } from "./subject-mapper.ts";
+import { isJetStreamSubject, isStoreSubject, SERVICE_PREFIX, storeSubjectPrefix, TenantStores, type SubjectMapper } from "../common/namespaces.ts";
 
 const API_PREFIX = "$JS.API.";
 
@@ -68,7 +68,8 @@ export type RequestBodyPlan =
   | "consumer-config" // config.filter_subject, config.filter_subjects, config.deliver_subject
   | "message-query" // last_by_subj, next_by_subj, multi_last (STREAM.MSG.GET and DIRECT.GET)
   | "stream-info-query" // subjects_filter
-  | "stream-subject-filter"; // subject (STREAM.NAMES, STREAM.LIST)
+  | "stream-subject-filter" // subject (STREAM.NAMES, STREAM.LIST)
+  | "store-purge"; // filter, inside the bucket's or store's own subjects (STREAM.PURGE of KV_/OBJ_ streams)
 
 /** Which subject-bearing fields of the response body get mapped back to the edge view. */
 export type ResponseBodyPlan =
@@ -81,6 +82,7 @@ export type ResponseBodyPlan =
 
 export type JetStreamRefusalReason =
   | "jetstream_api_forbidden"
+  | "jetstream_api_unavailable"
   | "jetstream_api_unknown"
   | "jetstream_api_malformed"
   | "jetstream_api_invalid_json"
@@ -91,7 +93,8 @@ export type JetStreamErrorCode = 400 | 403 | 404 | 503;
 export interface JetStreamApiRefusal {
   readonly reason: JetStreamRefusalReason;
   readonly code: JetStreamErrorCode;
-  readonly errCode: number | undefined;
+  /** nats-server's `err_code` (clients report it; the C client says `jserr 0` without one). */
+  readonly errCode: number;
   readonly description: string;
   /**
    * What to send on the request's reply subject. JSON APIs get a JSON error body and no headers;
@@ -172,20 +175,16 @@ const STATUS_REPLY_VERBS: ReadonlySet<JetStreamApiVerb> = new Set(["DIRECT.GET",
 const ERR_BAD_REQUEST = 10003;
 const ERR_INVALID_JSON = 10025;
 const ERR_DELIVER_TO_WILDCARDS = 10079;
+const ERR_NOT_ENABLED_FOR_ACCOUNT = 10039;
 
 /**
  * The JSON of a JetStream API error reply as nats-server 2.9 sends it:
  * `{"type":"io.nats.jetstream.api.v1.<api>_response","error":{"code":403,"err_code":10003,"description":"…"}}`.
- * `err_code` is left out when not given (the server omits it when zero); `verb` picks the `type`.
+ * `verb` picks the `type`.
  */
-export function jetStreamErrorResponse(
-  code: JetStreamErrorCode,
-  description: string,
-  errCode?: number,
-  verb?: JetStreamApiVerb,
-): Buffer {
+export function jetStreamErrorResponse(code: JetStreamErrorCode, description: string, errCode: number, verb?: JetStreamApiVerb): Buffer {
   const type = RESPONSE_TYPE_PREFIX + ((verb === undefined ? undefined : RESPONSE_TYPES[verb]) ?? GENERIC_ERROR_TYPE);
-  const error = errCode === undefined ? { code, description } : { code, err_code: errCode, description };
+  const error = { code, err_code: errCode, description };
   return Buffer.from(JSON.stringify({ type, error }));
 }
 
@@ -201,12 +200,22 @@ function refusal(
   reason: JetStreamRefusalReason,
   code: JetStreamErrorCode,
   description: string,
-  errCode: number | undefined,
+  errCode: number,
 ): JetStreamApiRefusal {
   const reply = STATUS_REPLY_VERBS.has(verb)
     ? { headers: statusHeaders(code, description), body: EMPTY }
     : { headers: undefined, body: jetStreamErrorResponse(code, description, errCode, verb) };
   return { reason, code, errCode, description, reply };
+}
+
+/**
+ * The answer to a request for an account's own JetStream that the session may not use (a platform
+ * session asking the PLATFORM account's `$JS.API`): what nats-server says for an account without
+ * JetStream, so stock clients report it as such instead of losing their connection.
+ */
+export function jetStreamUnavailable(subject: string, hint: string): JetStreamApiRefusal {
+  const verb = parseApiSubject(subject).verb;
+  return refusal(verb, "jetstream_api_unavailable", 503, `JetStream not enabled for account (${hint})`, ERR_NOT_ENABLED_FOR_ACCOUNT);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,10 +254,10 @@ const SYSTEM_JOB = "it is a system-account operation";
  * Classify a `$JS.API.` request subject: which operation, on which stream and consumer, and whether
  * an edge client may use it. Never throws; anything unrecognised is refused with 400.
  */
-export function classifyJetStreamRequest(subject: string): JetStreamApiOperation {
-  const parsed = parseApiSubject(subject);
+export function classifyJetStreamRequest(subject: string, stores: TenantStores = TenantStores.NONE): JetStreamApiOperation {
+  const parsed = storeAccess(parseApiSubject(subject), stores);
   const base = { apiSubject: subject, verb: parsed.verb, stream: parsed.stream, consumer: parsed.consumer, subject: parsed.subject };
-  const refuse = (reason: JetStreamRefusalReason, code: JetStreamErrorCode, description: string, errCode: number | undefined) => ({
+  const refuse = (reason: JetStreamRefusalReason, code: JetStreamErrorCode, description: string, errCode: number) => ({
     ...base,
     decision: { kind: "refuse", refusal: refusal(parsed.verb, reason, code, description, errCode) } as const,
   });
@@ -258,7 +267,7 @@ export function classifyJetStreamRequest(subject: string): JetStreamApiOperation
     return refuse("jetstream_api_unknown", 400, `unknown JetStream API request ${quote(subject)}: the gateway refuses operations it does not know`, ERR_BAD_REQUEST);
   }
   if (parsed.forbidden !== undefined) {
-    return refuse("jetstream_api_forbidden", 403, `${parsed.verb} is not permitted for edge clients: ${parsed.forbidden}`, undefined);
+    return refuse("jetstream_api_forbidden", 403, `${parsed.verb} is not permitted for edge clients: ${parsed.forbidden}`, ERR_BAD_REQUEST);
   }
   if (parsed.malformed !== undefined) {
     return refuse("jetstream_api_malformed", 400, `malformed ${parsed.verb} request: ${parsed.malformed}`, ERR_BAD_REQUEST);
@@ -301,6 +310,15 @@ function parseApiSubject(subject: string): Parsed {
   }
 }
 
+/** A purge of a bucket's or store's stream is the edge client's own when its template lets edge clients write it. */
+function storeAccess(parsed: Parsed, stores: TenantStores): Parsed {
+  if (parsed.verb !== "STREAM.PURGE" || parsed.malformed !== undefined || parsed.stream === undefined) return parsed;
+  const store = stores.byStream(parsed.stream);
+  if (store === undefined || store.edge !== "read-write") return parsed;
+  const { forbidden: _operatorsJob, ...allowed } = parsed;
+  return allowed;
+}
+
 function parseStreamApi(t: string[], b: string | undefined, c: string | undefined): Parsed {
   switch (b) {
     case "NAMES":
@@ -309,10 +327,12 @@ function parseStreamApi(t: string[], b: string | undefined, c: string | undefine
       return t.length === 2 ? { verb: "STREAM.LIST", request: "stream-subject-filter", response: "stream-list" } : { verb: "UNKNOWN" };
     case "INFO":
       return withNames({ verb: "STREAM.INFO", request: "stream-info-query", response: "stream-info" }, t.slice(2), 1);
+    case "PURGE":
+      // The stock key-value and object-store clients purge a key's or an object's old messages.
+      return withNames({ verb: "STREAM.PURGE", request: "store-purge", forbidden: OPERATOR_JOB }, t.slice(2), 1);
     case "CREATE":
     case "UPDATE":
     case "DELETE":
-    case "PURGE":
     case "SNAPSHOT":
     case "RESTORE":
       return { verb: `STREAM.${b}`, forbidden: OPERATOR_JOB };
@@ -400,7 +420,7 @@ function withNames(p: Parsed, args: string[], expected: 1 | 2): Parsed {
 function withSubject(p: Parsed, tokens: string[]): Parsed {
   if (p.malformed !== undefined) return p;
   const subject = tokens.join(".");
-  const problem = subjectProblem(subject, true);
+  const problem = subjectProblem(subject, true, true);
   return problem === undefined ? { ...p, subject } : { ...p, subjectRefused: `subject ${quote(subject)} ${problem}` };
 }
 
@@ -413,13 +433,15 @@ function nameProblem(kind: "stream" | "consumer", name: string | undefined): str
 
 /**
  * Why an edge-view subject may not be used, or undefined when it may. Stricter than the server on
- * purpose: `*` and `>` only as whole tokens (`>` last), and nothing in the `$` namespaces (`$SYS`,
- * `$JS`, `$KV`, …): the mapper would pass `$JS.API.…` through unprefixed.
+ * purpose: `*` and `>` only as whole tokens (`>` last). Of the `$` namespaces only `$SRV.` (a
+ * tenant subject like any other) and, where `stores` allows it (filters and lookups, never a
+ * delivery target), the subjects of key-value buckets and object stores: `$JS.` would pass the
+ * mapper unprefixed, and every other `$` namespace is not the tenant's.
  */
-function subjectProblem(subject: string, wildcards: boolean): string | undefined {
+function subjectProblem(subject: string, wildcards: boolean, stores: boolean): string | undefined {
   if (subject === "") return "is empty";
   if (hasControlOrSpace(subject)) return "contains whitespace or control characters";
-  if (subject.startsWith("$")) return "is in a reserved namespace ($...)";
+  if (subject.startsWith("$") && !subject.startsWith(SERVICE_PREFIX) && !(stores && isStoreSubject(subject))) return "is in a reserved namespace ($...)";
   const tokens = subject.split(".");
   for (const [i, token] of tokens.entries()) {
     if (token === "") return "has an empty token";
@@ -455,17 +477,33 @@ class RequestRefused {
 
 interface RequestEdit {
   readonly mapper: SubjectMapper;
+  /** For a purge of a bucket's or store's stream: the subjects its filter must stay inside. */
+  readonly purgeWithin: string | undefined;
   changed: boolean;
 }
 
+/** How a subject field may be used: a filter or lookup (wildcards, bucket and store subjects), or a delivery target. */
+interface SubjectUse {
+  wildcards: boolean;
+  stores: boolean;
+  within?: string | undefined;
+  errCode?: number;
+}
+
+const FILTER: SubjectUse = { wildcards: true, stores: true };
+const DELIVERY: SubjectUse = { wildcards: false, stores: false, errCode: ERR_DELIVER_TO_WILDCARDS };
+
 /** Map one edge-view subject into the tenant's namespace, or refuse it. */
-function toTenantSubject(edit: RequestEdit, field: string, subject: string, wildcards: boolean, errCode = ERR_BAD_REQUEST): string {
-  const problem = subjectProblem(subject, wildcards);
+function toTenantSubject(edit: RequestEdit, field: string, subject: string, use: SubjectUse): string {
+  const problem = subjectProblem(subject, use.wildcards, use.stores);
   if (problem !== undefined) {
-    throw new RequestRefused("jetstream_api_subject_refused", `${field} ${quote(subject)} ${problem}`, errCode);
+    throw new RequestRefused("jetstream_api_subject_refused", `${field} ${quote(subject)} ${problem}`, use.errCode ?? ERR_BAD_REQUEST);
+  }
+  if (use.within !== undefined && !subject.startsWith(use.within)) {
+    throw new RequestRefused("jetstream_api_subject_refused", `${field} ${quote(subject)} must name subjects of this bucket or store (${use.within}...)`, ERR_BAD_REQUEST);
   }
   const mapped = edit.mapper.toTenant(subject);
-  if (!mapped.startsWith(edit.mapper.prefix)) {
+  if (!mapped.startsWith(edit.mapper.prefix) && !(use.stores && isStoreSubject(mapped))) {
     throw new RequestRefused("jetstream_api_subject_refused", `${field} ${quote(subject)} does not map into the tenant's namespace`, ERR_BAD_REQUEST);
   }
   return mapped;
@@ -481,14 +519,17 @@ function exactField(obj: JsonObject, field: string, path: string): unknown {
   return Object.hasOwn(obj, field) ? obj[field] : undefined;
 }
 
-/** A scalar subject field; null, absent and "" mean unset and stay as they are. */
-function mapScalar(edit: RequestEdit, obj: JsonObject, field: string, path: string, wildcards: boolean, errCode?: number): void {
+/** A scalar subject field; null, absent and "" mean unset and stay as they are (unless `required`). */
+function mapScalar(edit: RequestEdit, obj: JsonObject, field: string, path: string, use: SubjectUse, required = false): void {
   const value = exactField(obj, field, path);
-  if (value === undefined || value === null || value === "") return;
+  if (value === undefined || value === null || value === "") {
+    if (required) throw new RequestRefused("jetstream_api_subject_refused", `${path}${field} is required here`, ERR_BAD_REQUEST);
+    return;
+  }
   if (typeof value !== "string") {
     throw new RequestRefused("jetstream_api_invalid_json", `${path}${field} must be a string`, ERR_INVALID_JSON);
   }
-  obj[field] = toTenantSubject(edit, path + field, value, wildcards, errCode);
+  obj[field] = toTenantSubject(edit, path + field, value, use);
   edit.changed = true;
 }
 
@@ -498,7 +539,7 @@ function mapList(edit: RequestEdit, obj: JsonObject, field: string, path: string
   if (!Array.isArray(value) || !value.every((s) => typeof s === "string")) {
     throw new RequestRefused("jetstream_api_invalid_json", `${path}${field} must be an array of strings`, ERR_INVALID_JSON);
   }
-  obj[field] = value.map((s: string) => toTenantSubject(edit, path + field, s, true));
+  obj[field] = value.map((s: string) => toTenantSubject(edit, path + field, s, FILTER));
   edit.changed = true;
 }
 
@@ -508,21 +549,25 @@ function mapRequestBody(plan: RequestBodyPlan, body: JsonObject, edit: RequestEd
       const config = exactField(body, "config", "");
       if (config === undefined || config === null) return;
       if (!isObject(config)) throw new RequestRefused("jetstream_api_invalid_json", "config must be an object", ERR_INVALID_JSON);
-      mapScalar(edit, config, "filter_subject", "config.", true);
+      mapScalar(edit, config, "filter_subject", "config.", FILTER);
       mapList(edit, config, "filter_subjects", "config.");
-      mapScalar(edit, config, "deliver_subject", "config.", false, ERR_DELIVER_TO_WILDCARDS);
+      mapScalar(edit, config, "deliver_subject", "config.", DELIVERY);
       return;
     }
     case "message-query":
-      mapScalar(edit, body, "last_by_subj", "", true);
-      mapScalar(edit, body, "next_by_subj", "", true);
+      mapScalar(edit, body, "last_by_subj", "", FILTER);
+      mapScalar(edit, body, "next_by_subj", "", FILTER);
       mapList(edit, body, "multi_last", "");
       return;
     case "stream-info-query":
-      mapScalar(edit, body, "subjects_filter", "", true);
+      mapScalar(edit, body, "subjects_filter", "", FILTER);
       return;
     case "stream-subject-filter":
-      mapScalar(edit, body, "subject", "", true);
+      mapScalar(edit, body, "subject", "", FILTER);
+      return;
+    case "store-purge":
+      // Never the whole stream: only messages of the bucket's or store's own subjects.
+      mapScalar(edit, body, "filter", "", { ...FILTER, within: edit.purgeWithin }, true);
       return;
     case "untouched":
       return;
@@ -530,7 +575,7 @@ function mapRequestBody(plan: RequestBodyPlan, body: JsonObject, edit: RequestEd
 }
 
 /** Bodies the server requires (it answers "invalid JSON" or "bad request" without one). */
-const BODY_REQUIRED: ReadonlySet<JetStreamApiVerb> = new Set(["CONSUMER.CREATE", "CONSUMER.DURABLE.CREATE", "STREAM.MSG.GET"]);
+const BODY_REQUIRED: ReadonlySet<JetStreamApiVerb> = new Set(["CONSUMER.CREATE", "CONSUMER.DURABLE.CREATE", "STREAM.MSG.GET", "STREAM.PURGE"]);
 
 /**
  * Translate an allowed request into the tenant view: the subject carried in the API subject and the
@@ -542,6 +587,7 @@ export function translateRequest(
   subject: string,
   body: Buffer | undefined,
   mapper: SubjectMapper,
+  stores: TenantStores = TenantStores.NONE,
 ): JetStreamRequestTranslation {
   const { decision, verb } = op;
   if (decision.kind === "refuse") return { kind: "refuse", refusal: decision.refusal };
@@ -552,26 +598,52 @@ export function translateRequest(
   if (subject !== op.apiSubject) {
     return refuse("jetstream_api_malformed", `request subject ${quote(subject)} is not the one that was classified`, ERR_BAD_REQUEST);
   }
-  const edit: RequestEdit = { mapper, changed: false };
+  const store = decision.request === "store-purge" && op.stream !== undefined ? stores.byStream(op.stream) : undefined;
+  const edit: RequestEdit = { mapper, purgeWithin: store ? storeSubjectPrefix(store.kind, store.name) : undefined, changed: false };
   try {
     const tenantSubject =
       op.subject === undefined
         ? subject
-        : subject.slice(0, subject.length - op.subject.length) + toTenantSubject(edit, "subject", op.subject, true);
+        : subject.slice(0, subject.length - op.subject.length) + toTenantSubject(edit, "subject", op.subject, FILTER);
     const payload = body !== undefined && body.length > 0 ? body : undefined;
     if (decision.request === "untouched") return { kind: "forward", subject: tenantSubject, body };
     if (payload === undefined) {
       if (BODY_REQUIRED.has(verb)) return refuse("jetstream_api_invalid_json", `${verb} needs a JSON request body`, ERR_INVALID_JSON);
       return { kind: "forward", subject: tenantSubject, body };
     }
+    if (nestingExceeds(payload, MAX_JSON_DEPTH)) return refuse("jetstream_api_invalid_json", `${verb} request body nests deeper than ${MAX_JSON_DEPTH} levels`, ERR_INVALID_JSON);
     const parsed = parseJson(payload);
     if (!isObject(parsed)) return refuse("jetstream_api_invalid_json", `${verb} request body is not a JSON object`, ERR_INVALID_JSON);
     mapRequestBody(decision.request, parsed, edit);
     return { kind: "forward", subject: tenantSubject, body: edit.changed ? Buffer.from(JSON.stringify(parsed)) : payload };
   } catch (err) {
     if (err instanceof RequestRefused) return refuse(err.reason, err.description, err.errCode);
-    throw err;
+    // Whatever a client's body makes the translation throw is that request's refusal, nothing more.
+    return refuse("jetstream_api_invalid_json", `${verb} request body could not be translated`, ERR_INVALID_JSON);
   }
+}
+
+/**
+ * The deepest nesting a JetStream API body may have. The API's own documents are a few levels deep;
+ * a client's body far deeper would only be there to exhaust the stack of whatever walks it.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether `json` opens more than `max` arrays and objects inside each other (strings skipped), without parsing it. */
+export function nestingExceeds(json: Uint8Array, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 const NOT_JSON = Symbol("not JSON");
@@ -590,8 +662,8 @@ function parseJson(body: Buffer): unknown {
 /** Edge view of a subject from a response, or undefined when the tenant does not own it. */
 function toEdgeSubject(mapper: SubjectMapper, tenantSubject: string): string | undefined {
   const edge = mapper.toEdge(tenantSubject);
-  // `$JS.API.…` passes the mapper; in a body it is nothing an edge client set, so it is not shown.
-  return edge === undefined || edge.startsWith("$") ? undefined : edge;
+  // `$JS.…` passes the mapper; in a body it is nothing an edge client set, so it is not shown.
+  return edge === undefined || isJetStreamSubject(edge) ? undefined : edge;
 }
 
 class ResponseEdit {
@@ -696,13 +768,24 @@ export function translateResponse(op: JetStreamApiOperation, body: Buffer, heade
   const { decision } = op;
   if (decision.kind !== "allow" || decision.response === "untouched") return body;
   if (body.length === 0 || isStatusReply(headers)) return body;
+  const unreadable = (): Buffer => jetStreamErrorResponse(503, "the gateway could not read the JetStream API response", ERR_BAD_REQUEST, op.verb);
+  // A reply is whatever arrives on the reply subject, which the client itself may publish to: it
+  // gets the same limits as a request.
+  if (nestingExceeds(body, MAX_JSON_DEPTH)) return unreadable();
   const parsed = parseJson(body);
-  if (!isObject(parsed)) {
-    return jetStreamErrorResponse(503, "the gateway could not read the JetStream API response", undefined, op.verb);
-  }
+  if (!isObject(parsed)) return unreadable();
   if (parsed.error !== undefined && parsed.error !== null) return body;
+  try {
+    return editResponse(decision.response, parsed, mapper) ? Buffer.from(JSON.stringify(parsed)) : body;
+  } catch {
+    return unreadable();
+  }
+}
+
+/** Maps the response's subjects into the edge view in place; true when something changed. */
+function editResponse(plan: ResponseBodyPlan, parsed: JsonObject, mapper: SubjectMapper): boolean {
   const edit = new ResponseEdit(mapper);
-  switch (decision.response) {
+  switch (plan) {
     case "stream-info":
       edit.streamInfo(parsed);
       break;
@@ -718,8 +801,10 @@ export function translateResponse(op: JetStreamApiOperation, body: Buffer, heade
     case "stored-message":
       edit.storedMessage(parsed);
       break;
+    case "untouched":
+      break;
   }
-  return edit.changed ? Buffer.from(JSON.stringify(parsed)) : body;
+  return edit.changed;
 }
 
 /**
@@ -746,49 +831,6 @@ export function translateDirectGetHeaders(headerBytes: Buffer, mapper: SubjectMa
   }
   return changed ? Buffer.from(out.join("\r\n"), "latin1") : headerBytes;
 }
-
-// ---------------------------------------------------------------------------------------------
-// User-JWT permissions (belt and braces under the gateway; deny wins in NATS)
-
-/**
- * Publish permissions for the JetStream API an edge client may use, for the user JWT next to
- * `<slug>.>`. Acks and flow-control replies are included: the gateway passes them through.
- */
-export const EDGE_JETSTREAM_PUBLISH_ALLOW: string[] = [
-  "$JS.API.INFO",
-  "$JS.API.STREAM.INFO.*",
-  "$JS.API.STREAM.NAMES",
-  "$JS.API.STREAM.LIST",
-  "$JS.API.STREAM.MSG.GET.*",
-  "$JS.API.DIRECT.GET.>",
-  "$JS.API.CONSUMER.CREATE.>",
-  "$JS.API.CONSUMER.DURABLE.CREATE.*.*",
-  "$JS.API.CONSUMER.INFO.*.*",
-  "$JS.API.CONSUMER.NAMES.*",
-  "$JS.API.CONSUMER.LIST.*",
-  "$JS.API.CONSUMER.DELETE.*.*",
-  "$JS.API.CONSUMER.MSG.NEXT.*.*",
-  "$JS.ACK.>",
-  "$JS.FC.>",
-];
-
-/** The operator's and the system's part of the API, denied outright. */
-export const EDGE_JETSTREAM_PUBLISH_DENY: string[] = [
-  "$JS.API.STREAM.CREATE.>",
-  "$JS.API.STREAM.UPDATE.>",
-  "$JS.API.STREAM.DELETE.>",
-  "$JS.API.STREAM.PURGE.>",
-  "$JS.API.STREAM.MSG.DELETE.>",
-  "$JS.API.STREAM.SNAPSHOT.>",
-  "$JS.API.STREAM.RESTORE.>",
-  "$JS.API.STREAM.LEADER.STEPDOWN.>",
-  "$JS.API.STREAM.PEER.REMOVE.>",
-  "$JS.API.STREAM.TEMPLATE.>",
-  "$JS.API.CONSUMER.LEADER.STEPDOWN.>",
-  "$JS.API.META.>",
-  "$JS.API.SERVER.>",
-  "$JS.API.ACCOUNT.>",
-];
 
 function quote(s: string): string {
   return JSON.stringify(s.length > 200 ? `${s.slice(0, 200)}...` : s);

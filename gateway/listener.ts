@@ -18,9 +18,9 @@ export interface ListenerOptions {
   tlsFirstDelayMs: number;
   handshakeTimeoutMs: number;
   secureContext: () => tls.SecureContext;
-  /** The INFO line for a new client (plain text before TLS, or first thing after a TLS-first handshake). */
+  /** The INFO line for a new client that starts with INFO (plain text, before TLS). */
   info: (client: { id: number; remoteAddress: string }) => string;
-  /** A client whose TLS handshake completed. */
+  /** A client whose TLS handshake completed (a TLS-first client has had no INFO yet: `meta.tlsFirst`). */
   onSecureClient: (socket: tls.TLSSocket, meta: ClientMeta) => void;
   /** A connection that never became a client (no TLS, handshake failure, timeout). */
   onRefused: (meta: ClientMeta, code: string, reason: string) => void;
@@ -163,7 +163,8 @@ export class GatewayListener {
       // Until a session takes the socket (after CONNECT and the upstream handshake), a reset
       // from the client must not go unhandled: that would take the whole gateway down.
       secure.on("error", () => secure.destroy());
-      if (tlsFirst) secure.write(this.opts.info({ id: meta.id, remoteAddress: meta.remoteAddress }));
+      // A TLS-first client gets its INFO from onSecureClient: the identity is known by then, so
+      // that INFO can carry the tenant's own limits.
       this.opts.onSecureClient(secure, meta);
     });
   }

@@ -3,13 +3,23 @@
  * without sockets. The session lives in the PLATFORM account, which imports every tenant's
  * namespace and JetStream API, so subjects already are in the tenant-qualified view
  * (`acme-corp.events.x`, `*.events.>`, `$JS.acme-corp.API.…`) and pass unchanged. What the
- * gateway adds: refusing the PLATFORM account's own internals (`$SYS`, its own `$JS.API`, `$KV`,
- * the audit subjects), auditing every cross-tenant operation, and giving JetStream ack subjects
- * their tenant (`$JS.ACK.…` on a message from acme-corp becomes `$JS.acme-corp.ACK.…`, which
- * the PLATFORM account routes back into acme-corp's account).
+ * gateway adds: refusing the PLATFORM account's own internals (`$SYS`, its own `$JS.API` — answered
+ * as an account without JetStream —, `$KV`, the audit subjects), auditing every cross-tenant
+ * operation, writes into a tenant's key-value bucket (`$JS.<slug>.API.$KV.<bucket>.<key>`, what a
+ * stock client bound through the API prefix publishes, becomes the import `_tg_kv.<slug>.…`), and
+ * JetStream ack subjects that carry their tenant in a form stock clients parse (below).
+ *
+ * Ack subjects: nats-server hands out `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+ * (9 tokens), which names no tenant. The client gets the 11-token form
+ * `$JS.ACK.<slug>._.<stream>.…` — the domain slot carries the tenant (whose API is `$JS.<slug>.API`,
+ * the JetStream-domain form), the account-hash slot `_` — and its ack comes back to NATS as
+ * `$JS.<slug>.ACK.<stream>.…`, which the PLATFORM account routes into that tenant. A server ack that
+ * already has a domain and hash (`$JS.ACK.<d>.<h>.…`) keeps them as `<d>~<h>` in the hash slot.
  */
-import { PLATFORM_PUBLISH_PREFIX } from "../accounts/platform-account.ts";
+import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX } from "../accounts/platform-account.ts";
+import { isPrefixedTenantSubject, TenantStores } from "../common/namespaces.ts";
 import { ALL_TENANTS, AUDIT_SUBJECT_PREFIX, type SessionAudit } from "./audit.ts";
+import { jetStreamUnavailable } from "./jetstream-api.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
 import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
@@ -19,15 +29,22 @@ const NO_PREFIX = new Uint8Array(0);
 const DOT = 0x2e;
 const DOLLAR = 0x24;
 const JS_ACK = Buffer.from("$JS.ACK.", "latin1");
-/** `_tg.…` (audit) and `_tg_to.…` (the publish imports): the gateway's, never a client's. */
+const JS_API = Buffer.from("$JS.API.", "latin1");
+/** `_tg.…` (audit), `_tg_to.…` and `_tg_kv.…` (the publish imports): the gateway's, never a client's. */
 const INTERNAL = Buffer.from(AUDIT_SUBJECT_PREFIX.split(".")[0]!, "latin1");
 const PUBLISH_PREFIX = Buffer.from(PLATFORM_PUBLISH_PREFIX, "latin1");
+/** Tokens of an ack subject after `$JS.ACK.`: 7 without a domain, 9 or more with domain and account hash. */
+const ACK_TOKENS_PLAIN = 7;
+const NO_DOMAIN = "_";
+const DOMAIN_HASH_SEPARATOR = "~";
+const OWN_JETSTREAM_HINT = "platform sessions reach a tenant's JetStream with the API prefix $JS.<tenant>.API";
 
-/** Where a subject points: a tenant, every tenant, the platform's own namespace, or nowhere allowed. */
+/** Where a publish goes: a tenant (or nowhere in particular), and how it must be written for NATS. */
 interface Target {
   tenant: string | undefined;
-  /** For `$JS.<slug>.API.<verb…>` / `$JS.<slug>.ACK.…`. */
-  jetstream?: "api" | "ack";
+  kind: "subject" | "api" | "ack" | "kv" | "own-api";
+  /** The subject for NATS when it differs from the client's (acks, bucket writes). */
+  rewritten?: string;
   api?: string;
 }
 
@@ -42,18 +59,40 @@ function firstToken(buf: Buffer, start: number, end: number): string {
   return frameString(buf, start, dot < 0 || dot > end ? end : dot);
 }
 
+/** `$JS.ACK.<rest>` from nats-server → the client's form carrying `slug` (see the module comment). */
+export function platformAckSubject(serverAck: string, slug: string): string {
+  const rest = serverAck.slice(JS_ACK.length).split(".");
+  if (rest.length === ACK_TOKENS_PLAIN) return `$JS.ACK.${slug}.${NO_DOMAIN}.${rest.join(".")}`;
+  const [domain, hash, ...tail] = rest;
+  return `$JS.ACK.${slug}.${domain}${DOMAIN_HASH_SEPARATOR}${hash}.${tail.join(".")}`;
+}
+
+/** The client's ack subject back to what the PLATFORM account routes into the tenant, or undefined when it is not one. */
+export function tenantAckSubject(clientAck: string): { slug: string; subject: string } | undefined {
+  const t = clientAck.split(".");
+  if (t.length < 4 + ACK_TOKENS_PLAIN || t[0] !== "$JS" || t[1] !== "ACK") return undefined;
+  const slug = t[2]!;
+  const slot = t[3]!;
+  const tail = t.slice(4).join(".");
+  if (slot === NO_DOMAIN) return t.length === 4 + ACK_TOKENS_PLAIN ? { slug, subject: `$JS.${slug}.ACK.${tail}` } : undefined;
+  const sep = slot.indexOf(DOMAIN_HASH_SEPARATOR);
+  if (sep <= 0 || sep === slot.length - 1) return undefined;
+  return { slug, subject: `$JS.${slug}.ACK.${slot.slice(0, sep)}.${slot.slice(sep + 1)}.${tail}` };
+}
+
 export interface PlatformRewriterOptions {
   maxPayload: number;
   isTenant: (slug: string) => boolean;
   audit: SessionAudit;
   events: RewriterEvents;
+  /** Which key-value buckets platform sessions may write. */
+  stores?: TenantStores;
 }
 
 export class PlatformRewriter extends FrameRewriter {
   private readonly subject = new SubjectBytes();
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
-  private readonly ackPrefixes = new Map<string, Buffer>();
   private readonly opts: PlatformRewriterOptions;
 
   constructor(opts: PlatformRewriterOptions) {
@@ -73,19 +112,36 @@ export class PlatformRewriter extends FrameRewriter {
       // Only a tenant's JetStream, through the PLATFORM account's imports: $JS.<slug>.API|ACK.…
       // JetStream API subjects may carry wildcard filter tokens (consumer create); nothing else.
       if (t === SubjectVerdict.EmptyToken || t === SubjectVerdict.ControlCharacter) return t;
-      const parts = frameString(buf, start, Math.min(end, start + 200)).split(".", 4);
-      if (parts[0] === "$JS" && parts[1] && (parts[2] === "API" || parts[2] === "ACK") && parts.length === 4 && this.opts.isTenant(parts[1])) {
-        if (parts[2] === "ACK" && t === SubjectVerdict.Wildcard) return t;
-        const target: Target = { tenant: parts[1], jetstream: parts[2] === "API" ? "api" : "ack" };
-        if (target.jetstream === "api") target.api = frameString(buf, start, end).split(".").slice(3, 6).join(".");
-        return target;
+      if (startsWith(buf, start, end, JS_API)) return { tenant: undefined, kind: "own-api" };
+      const text = frameString(buf, start, end);
+      if (startsWith(buf, start, end, JS_ACK)) {
+        const ack = t === SubjectVerdict.Tenant ? tenantAckSubject(text) : undefined;
+        return ack && this.opts.isTenant(ack.slug) ? { tenant: ack.slug, kind: "ack", rewritten: ack.subject } : SubjectVerdict.Reserved;
       }
-      return SubjectVerdict.Reserved;
+      const parts = text.split(".", 4);
+      if (parts[0] !== "$JS" || !parts[1] || (parts[2] !== "API" && parts[2] !== "ACK") || parts.length !== 4 || !this.opts.isTenant(parts[1])) return SubjectVerdict.Reserved;
+      const tenant = parts[1];
+      if (parts[2] === "ACK") return t === SubjectVerdict.Wildcard ? t : { tenant, kind: "ack" };
+      const inApi = text.slice(`$JS.${tenant}.API.`.length);
+      if (inApi.startsWith("$KV.")) {
+        // A stock client bound to the tenant's bucket through the API prefix, writing a key.
+        const bucket = inApi.split(".", 3)[1] ?? "";
+        if (t !== SubjectVerdict.Tenant || !this.stores.platformWritable(bucket)) return t === SubjectVerdict.Tenant ? SubjectVerdict.Reserved : t;
+        return { tenant, kind: "kv", rewritten: `${PLATFORM_KV_PREFIX}${tenant}.${inApi.slice("$KV.".length)}` };
+      }
+      return { tenant, kind: "api", api: inApi.split(".").slice(0, 3).join(".") };
     }
     if (t !== SubjectVerdict.Tenant) return t;
     if (startsWith(buf, start, end, INTERNAL)) return SubjectVerdict.Reserved;
     const first = firstToken(buf, start, end);
-    return { tenant: this.opts.isTenant(first) ? first : undefined };
+    if (!this.opts.isTenant(first)) return { tenant: undefined, kind: "subject" };
+    // Under a tenant's prefix only what its edge clients can name there: no `$` subject but `$SRV.`.
+    if (!isPrefixedTenantSubject(frameString(buf, start + first.length + 1, end))) return SubjectVerdict.Reserved;
+    return { tenant: first, kind: "subject" };
+  }
+
+  private get stores(): TenantStores {
+    return this.opts.stores ?? TenantStores.NONE;
   }
 
   protected fromClient(f: ClientFrame): void {
@@ -105,17 +161,21 @@ export class PlatformRewriter extends FrameRewriter {
           }
           reply = this.reply.set(buf, f.replyStart, f.replyEnd);
         }
+        const subjectText = frameString(buf, f.subjectStart, f.subjectEnd);
+        if (target.kind === "own-api") return this.ownJetStream(subjectText, reply);
         this.counters.msgsIn++;
         this.counters.bytesIn += f.payloadEnd - f.payloadStart;
         if (target.tenant !== undefined) {
-          const subject = frameString(buf, f.subjectStart, f.subjectEnd);
-          if (target.jetstream === "ack") this.opts.audit.repeated("jetstream_ack", target.tenant, `$JS.${target.tenant}.ACK`);
-          else if (target.jetstream === "api") this.opts.audit.repeated("jetstream_api", target.tenant, subject, { api: target.api! });
-          else this.opts.audit.repeated(reply ? "request" : "publish", target.tenant, subject);
+          if (target.kind === "ack") this.opts.audit.repeated("jetstream_ack", target.tenant, `$JS.${target.tenant}.ACK`);
+          else if (target.kind === "api") this.opts.audit.repeated("jetstream_api", target.tenant, subjectText, { api: target.api! });
+          else if (target.kind === "kv") this.opts.audit.repeated("kv_write", target.tenant, subjectText);
+          else this.opts.audit.repeated(reply ? "request" : "publish", target.tenant, subjectText);
         }
-        // Into a tenant through the PLATFORM account's publish import; everything else as it is.
-        const intoTenant = target.tenant !== undefined && target.jetstream === undefined;
-        const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, intoTenant ? PUBLISH_PREFIX : NO_PREFIX);
+        // Into a tenant through the PLATFORM account's imports; everything else as it is.
+        const subject =
+          target.rewritten !== undefined
+            ? SubjectBytes.of(target.rewritten)
+            : this.subject.set(buf, f.subjectStart, f.subjectEnd, target.tenant !== undefined && target.kind === "subject" ? PUBLISH_PREFIX : NO_PREFIX);
         out.rewritten(f.verb === ClientVerb.Pub ? WIRE.PUB : WIRE.HPUB, subject, reply, WIRE.BLANK, 0, 1, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
@@ -140,14 +200,17 @@ export class PlatformRewriter extends FrameRewriter {
     }
   }
 
-  /** `$JS.<slug>.` for the ack subjects of messages from that tenant. */
-  private ackPrefix(slug: string): Buffer {
-    let p = this.ackPrefixes.get(slug);
-    if (!p) {
-      p = Buffer.from(`$JS.${slug}.`, "latin1");
-      this.ackPrefixes.set(slug, p);
-    }
-    return p;
+  /**
+   * The PLATFORM account's own JetStream (the audit stream, the registry) is not the session's: its
+   * request is answered the way an account without JetStream is, on the client's reply subject.
+   */
+  private ownJetStream(subject: string, reply: SubjectBytes | null): void {
+    const r = jetStreamUnavailable(subject, OWN_JETSTREAM_HINT);
+    this.events.jetStreamRefused(subject, r.code, r.reason, r.description);
+    if (!reply) return;
+    const payload = r.reply.headers ? Buffer.concat([r.reply.headers, r.reply.body]) : r.reply.body;
+    if (r.reply.headers) this.toUpstream.hpub(reply, null, r.reply.headers.length, payload, 0, payload.length);
+    else this.toUpstream.pub(reply, null, payload, 0, payload.length);
   }
 
   protected fromUpstream(f: ServerFrame): void {
@@ -163,7 +226,7 @@ export class PlatformRewriter extends FrameRewriter {
           if (startsWith(buf, f.replyStart, f.replyEnd, JS_ACK)) {
             // An ack subject names no tenant; the message's own subject does.
             const slug = firstToken(buf, f.subjectStart, f.subjectEnd);
-            if (this.opts.isTenant(slug)) reply = this.reply.set(buf, f.replyStart + 4, f.replyEnd, this.ackPrefix(slug));
+            if (this.opts.isTenant(slug)) reply = SubjectBytes.of(platformAckSubject(frameString(buf, f.replyStart, f.replyEnd), slug));
           }
         }
         this.counters.msgsOut++;

@@ -16,6 +16,8 @@ export interface SessionCounters {
   bytesOut: number;
   /** Messages from NATS on subjects the session does not own: never delivered. */
   dropped: number;
+  /** Frames from the client refused with -ERR (the session goes on, as with nats-server). */
+  refused: number;
 }
 
 /** Why a session must end: a log event, a stable code, and the -ERR text the client gets (if any). */
@@ -30,6 +32,8 @@ export interface SessionEnd {
 /** What a rewriter reports; the session logs it. */
 export interface RewriterEvents {
   ended(end: SessionEnd): void;
+  /** A frame refused with -ERR; the session goes on. */
+  refused(refusal: SessionEnd): void;
   dropped(kind: "subject" | "reply", subject: string): void;
   jetStreamRefused(api: string, code: number, reason: string, description: string): void;
   natsError(text: string): void;
@@ -40,7 +44,7 @@ export interface RewriterEvents {
 export interface SessionRewriter {
   readonly counters: SessionCounters;
   readonly ended: SessionEnd | undefined;
-  /** Client bytes in; the bytes to send to NATS (or undefined). Check `ended` afterwards. */
+  /** Client bytes in; the bytes to send to NATS (or undefined). Check `ended` afterwards, and `pendingForClient` (refusals). */
   clientData(chunk: Buffer): Buffer | undefined;
   /** NATS bytes in; the bytes to send to the client (or undefined). */
   upstreamData(chunk: Buffer): Buffer | undefined;
@@ -50,6 +54,12 @@ export interface SessionRewriter {
   pendingForUpstream(): Buffer | undefined;
   /** An INFO for the client (limits, lame duck), after whatever is already pending for it. */
   info(info: object): Buffer;
+  /**
+   * An INFO for the client written right after the first PONG it gets: Go, C, Java and Python
+   * clients read exactly one line after CONNECT+PING and require PONG (nats-server sends no INFO
+   * before its first PONG either).
+   */
+  infoAfterFirstPong(info: object): void;
   /** The session is over (flush what the rewriter keeps, e.g. audit summaries). */
   closed?(): void;
 }
@@ -80,13 +90,14 @@ const SLAB_BYTES = 256;
  * +OK, -ERR, INFO). A subclass decides PUB, HPUB, SUB (from the client) and MSG, HMSG (from NATS).
  */
 export abstract class FrameRewriter implements SessionRewriter {
-  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0 };
+  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0, refused: 0 };
   protected readonly toUpstream = new OutputBuffer(SLAB_BYTES);
   protected readonly toClient = new OutputBuffer(SLAB_BYTES);
   protected readonly events: RewriterEvents;
   private readonly clientParser: ClientProtocolParser;
   private readonly upstreamParser: ServerProtocolParser;
   private endedWith: SessionEnd | undefined;
+  private deferredInfo: object | undefined;
 
   protected constructor(events: RewriterEvents, client: { maxPayload: number; maxControlLine?: number }) {
     this.events = events;
@@ -136,15 +147,25 @@ export abstract class FrameRewriter implements SessionRewriter {
     return this.toClient.take();
   }
 
+  infoAfterFirstPong(info: object): void {
+    this.deferredInfo = info;
+  }
+
   protected end(end: SessionEnd): void {
     if (this.endedWith) return;
     this.endedWith = end;
     this.events.ended(end);
   }
 
+  /**
+   * Refuses one frame the way nats-server refuses a publish or subscription it does not permit:
+   * -ERR to the client, the frame goes nowhere, the session goes on.
+   */
   protected refuse(verdict: SubjectVerdict, verb: "Publish" | "Subscription", event: string, subject: string): void {
     const errText = refusalText(verdict, verb, subject);
-    this.end({ event, code: REFUSAL_CODES[verdict] ?? "subject_refused", reason: errText, errText, subject });
+    this.counters.refused++;
+    this.toClient.err(errText);
+    this.events.refused({ event, code: REFUSAL_CODES[verdict] ?? "subject_refused", reason: errText, subject });
   }
 
   private onClientFrame(f: ClientFrame): void {
@@ -176,7 +197,12 @@ export abstract class FrameRewriter implements SessionRewriter {
       case ServerVerb.Ping:
         return out.ping();
       case ServerVerb.Pong:
-        return out.pong();
+        out.pong();
+        if (this.deferredInfo) {
+          out.info(this.deferredInfo);
+          this.deferredInfo = undefined;
+        }
+        return;
       case ServerVerb.Ok:
         return out.ok();
       case ServerVerb.Err: {

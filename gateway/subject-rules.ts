@@ -1,18 +1,25 @@
 /**
  * What an edge client may name, checked on the bytes of the frame (no string is built on the
- * hot path). Publish subjects are literal: no `*` or `>` token, no empty token; `$` subjects are
- * refused except the account-scoped JetStream namespace (`$JS.API.`, `$JS.ACK.`, `$JS.FC.`),
- * which passes unprefixed into the tenant's own account. Subscriptions may use wildcards but no
- * `$` subject at all. No subject, reply or queue group may hold a control character: the client
- * parser keeps a stray CR or form feed inside an argument, but nats-server splits arguments on
- * them, so `PUB a\rb 1` would reach NATS as subject `<slug>.a` with the unprefixed reply `b`.
+ * hot path), in the namespaces of common/namespaces.ts. Publish subjects are literal: no `*` or `>`
+ * token, no empty token. `$` subjects: the JetStream API (translated), acks and flow control, and
+ * key-value and object-store subjects pass unprefixed into the tenant's own account; the service
+ * framework's `$SRV.` is a tenant subject like any other; every other `$` subject is refused.
+ * Subscriptions may use wildcards; of the `$` namespaces only `$SRV.`. No subject, reply or queue
+ * group may hold a control character: the client parser keeps a stray CR or form feed inside an
+ * argument, but nats-server splits arguments on them, so `PUB a\rb 1` would reach NATS as subject
+ * `<slug>.a` with the unprefixed reply `b`.
  */
+import { JETSTREAM_ACK, JETSTREAM_API, JETSTREAM_FLOW_CONTROL, KV_PREFIX, OBJECT_PREFIX, SERVICE_PREFIX } from "../common/namespaces.ts";
 
 /** Non-negative: accepted, and how. Negative: refused, and why. */
 export const SubjectVerdict = {
   Tenant: 0,
   JetStreamApi: 1,
   JetStreamReply: 2,
+  /** `$KV.<bucket>.…`: passes unprefixed when the bucket's template lets edge clients write it. */
+  KvWrite: 3,
+  /** `$O.<store>.…`: likewise for object stores. */
+  ObjectWrite: 4,
   Wildcard: -1,
   EmptyToken: -2,
   Reserved: -3,
@@ -34,9 +41,12 @@ function startsWithAscii(buf: Uint8Array, start: number, end: number, text: Uint
   return true;
 }
 
-const JS_API = Buffer.from("$JS.API.", "latin1");
-const JS_ACK = Buffer.from("$JS.ACK.", "latin1");
-const JS_FC = Buffer.from("$JS.FC.", "latin1");
+const JS_API = Buffer.from(JETSTREAM_API, "latin1");
+const JS_ACK = Buffer.from(JETSTREAM_ACK, "latin1");
+const JS_FC = Buffer.from(JETSTREAM_FLOW_CONTROL, "latin1");
+const KV = Buffer.from(KV_PREFIX, "latin1");
+const OBJ = Buffer.from(OBJECT_PREFIX, "latin1");
+const SRV = Buffer.from(SERVICE_PREFIX, "latin1");
 
 const TOKENS_OK = 0;
 const TOKENS_WILDCARD = 1;
@@ -97,10 +107,12 @@ export function checkPublishSubject(buf: Uint8Array, start: number, end: number)
       const tokens = scanTokens(buf, start, end);
       return tokens === TOKENS_CONTROL || tokens === TOKENS_EMPTY ? verdictOf(tokens) : SubjectVerdict.JetStreamApi;
     }
-    if (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC)) {
-      const v = verdictOf(scanTokens(buf, start, end));
-      return v === SubjectVerdict.Tenant ? SubjectVerdict.JetStreamReply : v;
-    }
+    const v = verdictOf(scanTokens(buf, start, end));
+    if (v !== SubjectVerdict.Tenant) return v;
+    if (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC)) return SubjectVerdict.JetStreamReply;
+    if (startsWithAscii(buf, start, end, KV)) return SubjectVerdict.KvWrite;
+    if (startsWithAscii(buf, start, end, OBJ)) return SubjectVerdict.ObjectWrite;
+    if (startsWithAscii(buf, start, end, SRV)) return SubjectVerdict.Tenant;
     return SubjectVerdict.Reserved;
   }
   return verdictOf(scanTokens(buf, start, end));
@@ -113,9 +125,16 @@ export function checkReplySubject(buf: Uint8Array, start: number, end: number): 
 }
 
 export function checkSubscribeSubject(buf: Uint8Array, start: number, end: number): SubjectVerdict {
-  if (buf[start] === DOLLAR) return SubjectVerdict.Reserved;
+  if (buf[start] === DOLLAR && !startsWithAscii(buf, start, end, SRV)) return SubjectVerdict.Reserved;
   const tokens = scanTokens(buf, start, end);
   return tokens === TOKENS_WILDCARD ? SubjectVerdict.Tenant : verdictOf(tokens);
+}
+
+/** The second token of a `$KV.<bucket>.…` / `$O.<store>.…` subject: the bucket or store name. */
+export function storeNameOf(buf: Buffer, start: number, end: number, kind: "kv" | "object"): string {
+  const from = start + (kind === "kv" ? KV.length : OBJ.length);
+  const dot = buf.indexOf(DOT, from);
+  return buf.toString("latin1", from, dot < 0 || dot > end ? end : dot);
 }
 
 /** Does buf[start, end) begin with `prefix` and have something after it? */
@@ -126,9 +145,19 @@ export function hasPrefix(buf: Uint8Array, start: number, end: number, prefix: U
   return true;
 }
 
-/** `$JS.ACK.`, `$JS.FC.` or `$JS.API.`: subjects NATS hands a tenant client inside its own account. */
-export function isJetStreamSubject(buf: Uint8Array, start: number, end: number): boolean {
-  return buf[start] === DOLLAR && (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC) || startsWithAscii(buf, start, end, JS_API));
+/** Subjects NATS hands a tenant client from inside its own account, unprefixed: JetStream, key-value buckets, object stores. */
+export function isAccountScopedSubject(buf: Uint8Array, start: number, end: number): boolean {
+  return buf[start] === DOLLAR && (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC) || startsWithAscii(buf, start, end, JS_API) || startsWithAscii(buf, start, end, KV) || startsWithAscii(buf, start, end, OBJ));
+}
+
+/** `$SRV.…`: the service framework's subjects, which live under the tenant prefix. */
+export function isServiceSubject(buf: Uint8Array, start: number, end: number): boolean {
+  return startsWithAscii(buf, start, end, SRV);
+}
+
+/** `$JS.ACK.…` or `$JS.FC.…`: reply subjects NATS hands a tenant client for JetStream messages. */
+export function isJetStreamReplySubject(buf: Uint8Array, start: number, end: number): boolean {
+  return buf[start] === DOLLAR && (startsWithAscii(buf, start, end, JS_ACK) || startsWithAscii(buf, start, end, JS_FC));
 }
 
 /** The `-ERR` text nats-server would use for each refusal. */

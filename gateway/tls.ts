@@ -1,6 +1,6 @@
 /**
  * The gateway's TLS server side: its own certificate (platform CA chain), client certificates
- * requested always. OpenSSL proves the client holds the key; whether the certificate is
+ * requested always, naming no acceptable CA. OpenSSL proves the client holds the key; whether the certificate is
  * acceptable is decided by identify(), with codes and reasons, not by a bare TLS alert.
  */
 import { X509Certificate } from "node:crypto";
@@ -19,7 +19,11 @@ export async function loadGatewayTls(layout: DataLayout): Promise<GatewayTlsMate
   const key = await readTextFile(layout.gatewayKey, "gateway private key");
   const rootPem = await readTextFile(layout.rootCert, "root CA certificate");
   const platformPem = await readTextFile(layout.platformCaCert, "platform CA certificate");
-  const context = tls.createSecureContext({ cert: chain, key, ca: rootPem, minVersion: "TLSv1.2" });
+  // No `ca`: Node would list every CA given there in the CertificateRequest, and Go's TLS client
+  // offers its certificate only when its configured chain reaches a listed CA — an edge site that
+  // holds its leaf alone (issuer: its tenant CA) would send none. An empty list makes every client
+  // library send its certificate; identify() verifies the chain itself, to the root.
+  const context = tls.createSecureContext({ cert: chain, key, minVersion: "TLSv1.2" });
   return { context, root: new X509Certificate(rootPem), platformCa: new X509Certificate(platformPem) };
 }
 

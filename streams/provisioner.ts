@@ -10,7 +10,7 @@ import type { ControlPlane } from "../accounts/control-plane.ts";
 import { getPlan } from "../accounts/plans.ts";
 import type { LoadedTenant, TenantStreamProvisioner } from "../accounts/tenants.ts";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
-import { tenantSubjectMapper, type SubjectMapper } from "../gateway/subject-mapper.ts";
+import { tenantSubjectMapper, type SubjectMapper } from "../common/namespaces.ts";
 import { edgeSubjects, IMMUTABLE_FIELDS, streamConfigDrift, tenantStreamSpecs, type FieldChange, type TenantStreamSpec } from "./stream-specs.ts";
 import { loadStreamTemplates, resolveTemplatesDir } from "./templates.ts";
 import { formatBytes, formatNanos } from "./units.ts";

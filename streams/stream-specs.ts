@@ -14,7 +14,7 @@
  * without max_bytes stay unlimited. A plan change is picked up by the next apply.
  */
 import type { StreamConfig } from "@nats-io/jetstream";
-import type { SubjectMapper } from "../gateway/subject-mapper.ts";
+import type { SubjectMapper } from "../common/namespaces.ts";
 import type { Plan } from "../accounts/plans.ts";
 import { CodedError } from "../common/coded-error.ts";
 import type { DiscardKind, RetentionKind, StorageKind, StreamTemplate } from "./templates.ts";
@@ -33,6 +33,11 @@ export interface ManagedStreamConfig {
   discard: DiscardKind;
   duplicate_window: number;
   num_replicas: number;
+  /** A bucket's history; -1 for streams. */
+  max_msgs_per_subject: number;
+  allow_rollup_hdrs: boolean;
+  allow_direct: boolean;
+  deny_delete: boolean;
   description?: string;
 }
 
@@ -103,7 +108,7 @@ export function tenantStreamSpecs(templates: StreamTemplate[], planName: string,
   return templates.map((template) => ({
     template,
     config: {
-      name: template.name,
+      name: template.stream,
       subjects: template.subjects.map((s) => mapper.toTenant(s)),
       storage: template.storage,
       retention: template.retention,
@@ -114,6 +119,10 @@ export function tenantStreamSpecs(templates: StreamTemplate[], planName: string,
       discard: template.discard,
       duplicate_window: template.duplicateWindowSeconds * NANOS_PER_SECOND,
       num_replicas: template.replicas,
+      max_msgs_per_subject: template.maxMsgsPerSubject,
+      allow_rollup_hdrs: template.allowRollup,
+      allow_direct: template.allowDirect,
+      deny_delete: template.denyDelete,
       ...(template.description === undefined ? {} : { description: template.description }),
     },
   }));
@@ -131,7 +140,7 @@ export const IMMUTABLE_FIELDS: ReadonlySet<string> = new Set(["storage", "retent
 
 /** Stream subjects in the edge view; a subject outside the tenant's namespace is shown as it is, marked. */
 export function edgeSubjects(subjects: string[] | undefined, mapper: SubjectMapper): string[] {
-  return (subjects ?? []).map((s) => (s.startsWith(mapper.prefix) ? mapper.toEdge(s)! : `(not owned) ${s}`));
+  return (subjects ?? []).map((s) => mapper.toEdge(s) ?? `(not owned) ${s}`);
 }
 
 const sameSet = (a: string[], b: string[]): boolean => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
@@ -152,6 +161,10 @@ export function streamConfigDrift(desired: ManagedStreamConfig, actual: Partial<
   scalar("discard", actual.discard, desired.discard);
   scalar("duplicate_window", actual.duplicate_window ?? 0, desired.duplicate_window, formatNanos);
   scalar("replicas", actual.num_replicas ?? 1, desired.num_replicas);
+  scalar("max_msgs_per_subject", actual.max_msgs_per_subject ?? -1, desired.max_msgs_per_subject);
+  scalar("allow_rollup_hdrs", actual.allow_rollup_hdrs ?? false, desired.allow_rollup_hdrs);
+  scalar("allow_direct", actual.allow_direct ?? false, desired.allow_direct);
+  scalar("deny_delete", actual.deny_delete ?? false, desired.deny_delete);
   if (desired.description !== undefined) scalar("description", actual.description ?? "", desired.description);
   return changes;
 }

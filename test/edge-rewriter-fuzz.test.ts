@@ -6,6 +6,7 @@
  */
 import test from "ava";
 import fc from "fast-check";
+import { TenantStores } from "../common/namespaces.ts";
 import { EdgeRewriter } from "../gateway/edge-rewriter.ts";
 import type { RewriterEvents, SessionEnd } from "../gateway/session-rewriter.ts";
 import { ClientVerb, ServerVerb, type ClientFrame, type ServerFrame } from "../gateway/protocol/frames.ts";
@@ -15,7 +16,16 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 400);
 const SLUG = "acme-corp";
 const PREFIX = `${SLUG}.`;
 const MAX_PAYLOAD = 512;
-const JS_PASSTHROUGH = ["$JS.API.", "$JS.ACK.", "$JS.FC."];
+/** What NATS hands the tenant's session unprefixed, from inside its own account. */
+const ACCOUNT_SCOPED = ["$JS.API.", "$JS.ACK.", "$JS.FC.", "$KV.", "$O."];
+/** What the client may publish unprefixed: the JetStream API (translated), acks, and the buckets and stores it may write. */
+const CLIENT_PASSTHROUGH = ["$JS.API.", "$JS.ACK.", "$JS.FC.", "$KV.cfg.", "$O.blobs."];
+/** The tenant's buckets and stores: `cfg` and `blobs` writable by edge clients, `ro` read-only. */
+const STORES = new TenantStores([
+  { kind: "kv", name: "cfg", edge: "read-write", platform: "read-write" },
+  { kind: "kv", name: "ro", edge: "read", platform: "read-write" },
+  { kind: "object", name: "blobs", edge: "read-write", platform: "read" },
+]);
 
 // ---- Generators -----------------------------------------------------------------------------
 
@@ -51,6 +61,12 @@ const namespace = fc.constantFrom(
   "$SYS.",
   "$SYS.REQ.",
   "$KV.",
+  "$KV.cfg.",
+  "$KV.ro.",
+  "$O.blobs.",
+  "$O.other.",
+  "$SRV.PING",
+  "$SRV.",
   "_INBOX.",
   "acme-corp.",
   "globex.",
@@ -130,6 +146,8 @@ interface Outcome {
   /** Everything the rewriter produced for this direction, in order. */
   output: Buffer;
   ended: SessionEnd | undefined;
+  /** -ERR lines the client got for refused frames (client direction). */
+  refusals: number;
   dropped: number;
   thrown: unknown;
 }
@@ -138,6 +156,7 @@ function newRewriter(): { rewriter: EdgeRewriter; dropped: () => number } {
   let dropped = 0;
   const events: RewriterEvents = {
     ended: () => undefined,
+    refused: () => undefined,
     dropped: () => {
       dropped++;
     },
@@ -145,27 +164,27 @@ function newRewriter(): { rewriter: EdgeRewriter; dropped: () => number } {
     natsError: () => undefined,
     natsLameDuck: () => undefined,
   };
-  return { rewriter: new EdgeRewriter(SLUG, { maxPayload: MAX_PAYLOAD, events }), dropped: () => dropped };
+  return { rewriter: new EdgeRewriter(SLUG, { maxPayload: MAX_PAYLOAD, events, stores: STORES }), dropped: () => dropped };
 }
 
 function feed(chunks: Buffer[], direction: "client" | "upstream", before?: (r: EdgeRewriter) => void): Outcome {
   const { rewriter, dropped } = newRewriter();
   const out: Buffer[] = [];
+  const back: Buffer[] = [];
   let thrown: unknown;
   try {
     before?.(rewriter);
     for (const chunk of chunks) {
       const produced = direction === "client" ? rewriter.clientData(chunk) : rewriter.upstreamData(chunk);
       if (produced) out.push(Buffer.from(produced));
-      if (direction === "upstream") {
-        const pending = rewriter.pendingForClient();
-        if (pending) out.push(Buffer.from(pending));
-      }
+      const pending = rewriter.pendingForClient();
+      if (pending) (direction === "upstream" ? out : back).push(Buffer.from(pending));
     }
   } catch (err) {
     thrown = err;
   }
-  return { output: Buffer.concat(out), ended: rewriter.ended, dropped: dropped(), thrown };
+  const refusals = Buffer.concat(back).toString("latin1").split("\r\n").filter((l) => l.startsWith("-ERR ")).length;
+  return { output: Buffer.concat(out), ended: rewriter.ended, refusals, dropped: dropped(), thrown };
 }
 
 /** What a parser read from the rewriter's output: the frames as text, and any parse error. */
@@ -248,12 +267,14 @@ function hasSeparatorOrControl(s: string): boolean {
   return false;
 }
 
+/** `acme-corp.<rest>`, where rest is something an edge client names under its prefix: no `$` subject but `$SRV.`. */
 function insideTenant(s: string): boolean {
-  return s.startsWith(PREFIX) && s.length > PREFIX.length && !hasSeparatorOrControl(s);
+  const rest = s.slice(PREFIX.length);
+  return s.startsWith(PREFIX) && rest.length > 0 && (!rest.startsWith("$") || rest.startsWith("$SRV.")) && !hasSeparatorOrControl(s);
 }
 
-function jetStreamPassthrough(s: string): boolean {
-  return JS_PASSTHROUGH.some((p) => s.startsWith(p)) && !hasSeparatorOrControl(s);
+function clientPassthrough(s: string): boolean {
+  return CLIENT_PASSTHROUGH.some((p) => s.startsWith(p)) && !hasSeparatorOrControl(s);
 }
 
 /** A literal subject: no empty token, no wildcard token. */
@@ -268,7 +289,7 @@ function upstreamViolations(frames: OutClientFrame[]): string[] {
     if (f.verb === ClientVerb.Pub || f.verb === ClientVerb.Hpub) {
       if (insideTenant(f.subject!)) {
         if (!literal(f.subject!)) problems.push(`publish to a non-literal subject: ${show}`);
-      } else if (!jetStreamPassthrough(f.subject!)) problems.push(`publish outside the tenant: ${show}`);
+      } else if (!clientPassthrough(f.subject!)) problems.push(`publish outside the tenant: ${show}`);
       if (f.reply !== undefined && !insideTenant(f.reply)) problems.push(`reply outside the tenant: ${show}`);
     } else if (f.verb === ClientVerb.Sub) {
       if (!insideTenant(f.subject!)) problems.push(`subscription outside the tenant: ${show}`);
@@ -291,7 +312,7 @@ test("client → NATS: whatever the client sends, NATS only sees frames inside a
       const parsed = parseUpstreamBound(run.output);
       t.is(parsed.error, undefined, "the output parses with NATS's limits");
       t.deepEqual(upstreamViolations(parsed.frames), []);
-      if (run.ended) refused++;
+      if (run.ended || run.refusals > 0) refused++;
       forwarded += parsed.frames.length;
       return true;
     }),
@@ -315,20 +336,21 @@ test("client → NATS: the same input split differently gives the same bytes and
       for (const run of [oneWay, otherWay, bytewise]) {
         t.true(run.output.equals(whole.output), "identical output bytes");
         t.deepEqual(run.ended, whole.ended, "identical verdict");
+        t.is(run.refusals, whole.refusals, "identical refusals");
       }
     }),
     { numRuns: Math.ceil(RUNS / 2) },
   );
 });
 
-test("client → NATS: once the session is refused, nothing more is forwarded", (t) => {
+test("client → NATS: once the session has ended (a protocol error), nothing more is forwarded", (t) => {
   fc.assert(
     fc.property(fc.array(clientFrame, { minLength: 1, maxLength: 12 }), cuts, (frames, at) => {
       const { rewriter } = newRewriter();
       let endedAt = -1;
       chunksAt(Buffer.concat(frames), at).forEach((chunk, i) => {
         const out = rewriter.clientData(chunk);
-        if (endedAt >= 0) t.is(out, undefined, `chunk ${i} came after the refusal in chunk ${endedAt}`);
+        if (endedAt >= 0) t.is(out, undefined, `chunk ${i} came after the end in chunk ${endedAt}`);
         else if (rewriter.ended) endedAt = i;
       });
     }),
@@ -342,8 +364,8 @@ type SubjectKind = "owned" | "jetstream" | "foreign";
 
 /** The ownership rule of the architecture brief (section 4), as the oracle. */
 function kindOf(text: string): SubjectKind {
-  if (text.startsWith(PREFIX) && text.length > PREFIX.length) return "owned";
-  if (JS_PASSTHROUGH.some((p) => text.startsWith(p))) return "jetstream";
+  if (insideTenant(text)) return "owned";
+  if (ACCOUNT_SCOPED.some((p) => text.startsWith(p))) return "jetstream";
   return "foreign";
 }
 
@@ -352,8 +374,8 @@ const natsSubject: fc.Arbitrary<{ text: string; kind: SubjectKind }> = fc
   .tuple(
     fc.oneof(
       { weight: 6, arbitrary: fc.constant(PREFIX) },
-      { weight: 2, arbitrary: fc.constantFrom(...JS_PASSTHROUGH) },
-      { weight: 3, arbitrary: fc.constantFrom("globex.", "acme-corpx.", "acme.", "$SYS.", "$JS.", "$JS.APIX.", "_INBOX.", "ACME-CORP.", "", SLUG, PREFIX.slice(0, -1) + "-") },
+      { weight: 2, arbitrary: fc.constantFrom(...ACCOUNT_SCOPED) },
+      { weight: 3, arbitrary: fc.constantFrom("globex.", "acme-corpx.", "acme.", "$SYS.", "$JS.", "$JS.APIX.", "_INBOX.", "ACME-CORP.", "", SLUG, PREFIX.slice(0, -1) + "-", `${PREFIX}$JS.API.`, `${PREFIX}$KV.`, `${PREFIX}$SRV.`) },
     ),
     fc.array(token, { maxLength: 4 }),
   )
@@ -398,7 +420,7 @@ const natsOther: fc.Arbitrary<Buffer> = fc.constantFrom(
   line('INFO {"server_id":"N","version":"2.9.10","max_payload":1048576,"connect_urls":["10.0.0.9:4222"]}'),
 );
 
-test("NATS → client: only owned and $JS. subjects are delivered, prefix removed, everything else counted and dropped", (t) => {
+test("NATS → client: only owned and account-scoped subjects are delivered, prefix removed, everything else counted and dropped", (t) => {
   let delivered = 0;
   let droppedTotal = 0;
   fc.assert(
@@ -411,7 +433,9 @@ test("NATS → client: only owned and $JS. subjects are delivered, prefix remove
       t.is(parsed.error, undefined, "what the client gets parses");
 
       const messages = items.filter((i): i is NatsMessage => !Buffer.isBuffer(i));
-      const visible = messages.filter((m) => m.subject.kind !== "foreign" && (m.reply === undefined || m.reply.kind !== "foreign"));
+      // A reply is the tenant's, or a JetStream ack or flow-control subject of its account.
+      const replyVisible = (r: { text: string; kind: SubjectKind } | undefined): boolean => r === undefined || r.kind === "owned" || r.text.startsWith("$JS.ACK.") || r.text.startsWith("$JS.FC.");
+      const visible = messages.filter((m) => m.subject.kind !== "foreign" && replyVisible(m.reply));
       const got = parsed.frames.filter((f) => f.verb === ServerVerb.Msg || f.verb === ServerVerb.Hmsg);
       t.deepEqual(
         got.map((f) => ({ subject: f.subject, reply: f.reply, sid: f.sid, payload: f.payload?.toString("latin1") })),
@@ -486,8 +510,10 @@ test("NATS → client: a JetStream API reply never shows the client a subject it
       t.is(parsed.error, undefined);
       t.is(parsed.frames.length, 1);
       const info = JSON.parse(parsed.frames[0]!.payload!.toString("utf8")) as { config: { subjects: string[] }; state: { subjects: Record<string, number> } };
-      // Owned subjects come back in the edge view; `$…` ones are nothing an edge client set, so they are hidden too.
-      const expected = [...new Set(subjects.filter((s) => s.kind === "owned").map(edgeView))].filter((s) => !s.startsWith("$"));
+      // Owned subjects come back in the edge view, and so do the account's bucket and store subjects;
+      // `$JS.…` ones are nothing an edge client set, so they are hidden.
+      const shown = subjects.filter((s) => s.kind === "owned" || (s.kind === "jetstream" && !s.text.startsWith("$JS.")));
+      const expected = [...new Set(shown.map(edgeView))];
       t.deepEqual([...new Set(info.config.subjects)].sort(), [...expected].sort());
       t.deepEqual(Object.keys(info.state.subjects).sort(), [...expected].sort());
       return true;

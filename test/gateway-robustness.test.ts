@@ -1,6 +1,7 @@
 /**
  * The data path under abuse, against a real nats-server: frames trickled one byte per write,
- * refused frames (each must end only its own session, with nats-server's -ERR wording), clients
+ * refused frames (nats-server's -ERR wording; a refused publish or subscription leaves the session
+ * going, a protocol error ends that session only), clients
  * that reset the connection at every stage, NATS killed with SIGKILL under live clients, and a
  * client that stops reading while its subject is flooded. Raw TLS clients speak the protocol by
  * hand where a stock client would refuse to send the bytes.
@@ -73,6 +74,8 @@ class RawClient {
     );
   }
 
+  readonly mode: HandshakeMode = "TLS-first";
+
   static async open(port: number, creds: ClientTls, mode: HandshakeMode = "TLS-first"): Promise<RawClient> {
     const tcp = net.connect({ host: "127.0.0.1", port });
     tcp.on("error", () => undefined);
@@ -85,7 +88,9 @@ class RawClient {
     }
     const socket = tls.connect({ socket: tcp, host: "127.0.0.1", ...creds });
     await once(socket, "secureConnect");
-    return new RawClient(socket, tcp, info);
+    const client = new RawClient(socket, tcp, info);
+    (client as { mode: HandshakeMode }).mode = mode;
+    return client;
   }
 
   /** What the gateway sent from offset `from` on (up to `to`). */
@@ -126,18 +131,21 @@ class RawClient {
   }
 
   /**
-   * CONNECT and PING, answered by PONG once the gateway has opened the session upstream.
-   * Returns the max_payload of the last INFO and the offset after the PONG.
+   * CONNECT and PING, answered by PONG once the gateway has opened the session upstream — as the
+   * first line after the INFO, what Go, C, Java and Python clients require. A client that got its
+   * INFO before TLS then gets an INFO update with its tenant's max_payload, right after the PONG.
+   * Returns the max_payload the client knows and the offset after the handshake.
    */
   async handshake(options: { bytewise?: boolean; extra?: string } = {}): Promise<{ maxPayload: number; end: number }> {
-    await this.waitFor(/^INFO /);
+    const first = await this.waitFor(/^INFO (\{.*?\})\r\n/);
     const connect = `CONNECT ${JSON.stringify({ verbose: false, pedantic: false, headers: true, protocol: 1, lang: "raw", version: "0" })}\r\n${options.extra ?? ""}PING\r\n`;
     if (options.bytewise) await this.writeBytewise(connect);
     else await this.write(connect);
-    const pong = await this.waitFor(/PONG\r\n/);
-    const infos = [...this.received(0, pong.end).matchAll(/INFO (\{.*?\})\r\n/g)];
-    const last = JSON.parse(infos[infos.length - 1]![1]!) as { max_payload: number };
-    return { maxPayload: last.max_payload, end: pong.end };
+    const pong = await this.waitFor(/PONG\r\n/, first.end);
+    if (this.received(first.end, pong.end).includes("INFO ")) throw new Error(`an INFO came before the first PONG: ${JSON.stringify(this.received(first.end, pong.end))}`);
+    if (this.mode === "TLS-first") return { maxPayload: (JSON.parse(first.match[1]!) as { max_payload: number }).max_payload, end: pong.end };
+    const update = await this.waitFor(/^INFO (\{.*?\})\r\n/, pong.end);
+    return { maxPayload: (JSON.parse(update.match[1]!) as { max_payload: number }).max_payload, end: update.end };
   }
 }
 
@@ -368,7 +376,7 @@ test("HPUB split at every position of its frame, header block included, arrives 
   }
 });
 
-// ---- Refused frames: each ends its own session only ------------------------------------------
+// ---- Refused frames ------------------------------------------------------------------------------
 
 interface Refusal {
   title: string;
@@ -378,22 +386,28 @@ interface Refusal {
   code: string;
 }
 
-const refusals: Refusal[] = [
+/** Protocol errors: nats-server closes the connection, and so does the gateway (that session only). */
+const fatal: Refusal[] = [
   { title: "a PUB with four arguments", frame: () => "PUB a b c d\r\n", err: "Unknown Protocol Operation", event: "client_protocol_error", code: "malformed_frame" },
   { title: "a PUB with a size that is not a number", frame: () => "PUB events.x abc\r\n", err: "Unknown Protocol Operation", event: "client_protocol_error", code: "malformed_frame" },
   { title: "a payload above the INFO max_payload", frame: (max) => `PUB events.x ${max + 1}\r\n`, err: "Maximum Payload Violation", event: "client_protocol_error", code: "max_payload_exceeded" },
   { title: "an unknown verb", frame: () => "FOO events.x\r\n", err: "Unknown Protocol Operation", event: "client_protocol_error", code: "unknown_protocol_operation" },
+];
+
+/** Publishes and subscriptions the client may not make: -ERR, the frame goes nowhere, the session goes on (as with nats-server). */
+const refused: Refusal[] = [
   { title: "a wildcard publish subject", frame: () => "PUB events.* 1\r\nx\r\n", err: "Invalid Publish Subject", event: "publish_refused", code: "subject_wildcard" },
   { title: "an empty token", frame: () => "PUB events..x 1\r\nx\r\n", err: "Invalid Publish Subject", event: "publish_refused", code: "subject_empty_token" },
   { title: "a control character inside a subject", frame: () => "PUB events.a\rb 1\r\nx\r\n", err: "Invalid Publish Subject", event: "publish_refused", code: "subject_control_character" },
   { title: "a publish to $SYS", frame: () => "PUB $SYS.REQ.SERVER.PING 0\r\n\r\n", err: 'Permissions Violation for Publish to "$SYS.REQ.SERVER.PING"', event: "publish_refused", code: "subject_reserved" },
   { title: "a subscription to $SYS", frame: () => "SUB $SYS.> 9\r\n", err: 'Permissions Violation for Subscription to "$SYS.>"', event: "subscribe_refused", code: "subject_reserved" },
+  { title: "a publish into a bucket edge clients may only read", frame: () => "PUB $KV.not-writable.k 1\r\nx\r\n", err: 'Permissions Violation for Publish to "$KV.not-writable.k"', event: "publish_refused", code: "subject_reserved" },
 ];
 
-for (const r of refusals) {
+for (const r of fatal) {
   test(`${r.title} ends that session with -ERR '${r.err}', logged with code ${r.code}; another session carries on`, async (t) => {
     const { nc, disconnects } = await theBystander();
-    const trips = new RoundTrips(nc, `events.bystander.${r.code}.${refusals.indexOf(r)}`);
+    const trips = new RoundTrips(nc, `events.bystander.${r.code}.${fatal.indexOf(r)}`);
     t.teardown(() => trips.stop().catch(() => undefined));
     await trips.more(ROUND_TRIPS);
 
@@ -413,18 +427,37 @@ for (const r of refusals) {
   });
 }
 
-test("frames written before a refused frame, in the same write, still reach NATS", async (t) => {
+for (const r of refused) {
+  test(`${r.title} gets -ERR '${r.err}', logged with code ${r.code}, and the session goes on`, async (t) => {
+    const client = await RawClient.open(dep.gateway.port, await dep.edge("acme-corp", "refused"));
+    t.teardown(() => client.socket.destroy());
+    const subject = `events.still-here.${refused.indexOf(r)}`;
+    const { maxPayload, end } = await client.handshake({ extra: `SUB ${subject} 1\r\n` });
+    const session = await sessionOf(client);
+    await client.write(`${r.frame(maxPayload)}PUB ${subject} 2\r\nok\r\nPING\r\n`);
+    const { end: after } = await client.waitFor(/PONG\r\n/, end);
+    t.is(client.received(end, after), `-ERR '${r.err}'\r\nMSG ${subject} 1 2\r\nok\r\nPONG\r\n`, "one -ERR, and the frames after it are served");
+    t.false(client.received().includes("acme-corp"), "nothing the client got names the tenant prefix");
+    const logged = await dep.logs.waitFor((l) => l.session === session && l.event === r.event);
+    t.is(logged.code, r.code);
+    t.false(client.socket.destroyed, "the connection stays open");
+  });
+}
+
+test("frames written before and after a refused frame, in the same write, reach NATS", async (t) => {
   const direct = await dep.direct("acme-corp");
   t.teardown(() => direct.close());
-  const seen = direct.subscribe("acme-corp.events.before-refusal");
+  const seen = direct.subscribe("acme-corp.events.around-refusal");
   await direct.flush();
   const client = await RawClient.open(dep.gateway.port, await dep.edge("acme-corp", "half-good"));
+  t.teardown(() => client.socket.destroy());
   const { end } = await client.handshake();
-  await client.write("PUB events.before-refusal 6\r\nbefore\r\nPUB events.* 5\r\nafter\r\n");
-  await within(client.closed, 10_000, "the refused session closing");
-  t.is(client.received(end), "-ERR 'Invalid Publish Subject'\r\n");
-  const m = await within(seen[Symbol.asyncIterator]().next(), 5000, "the frame before the refusal");
-  t.is(m.value?.string(), "before");
+  await client.write("PUB events.around-refusal 6\r\nbefore\r\nPUB events.* 5\r\nwrong\r\nPUB events.around-refusal 5\r\nafter\r\nPING\r\n");
+  const { end: after } = await client.waitFor(/PONG\r\n/, end);
+  t.is(client.received(end, after), "-ERR 'Invalid Publish Subject'\r\nPONG\r\n");
+  const messages = seen[Symbol.asyncIterator]();
+  t.is((await within(messages.next(), 5000, "the frame before the refusal")).value?.string(), "before");
+  t.is((await within(messages.next(), 5000, "the frame after the refusal")).value?.string(), "after");
 });
 
 test("a client that resets its connection at any stage takes nothing else down", async (t) => {

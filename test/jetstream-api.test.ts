@@ -1,8 +1,6 @@
 import test from "ava";
 import fc from "fast-check";
 import {
-  EDGE_JETSTREAM_PUBLISH_ALLOW,
-  EDGE_JETSTREAM_PUBLISH_DENY,
   classifyJetStreamRequest,
   jetStreamErrorResponse,
   translateDirectGetHeaders,
@@ -10,7 +8,7 @@ import {
   translateResponse,
 } from "../gateway/jetstream-api.ts";
 import type { JetStreamApiOperation, JetStreamApiVerb, JetStreamRequestTranslation } from "../gateway/jetstream-api.ts";
-import { tenantSubjectMapper } from "../gateway/subject-mapper.ts";
+import { edgePublishPermissions, tenantSubjectMapper, TenantStores } from "../common/namespaces.ts";
 
 const acme = tenantSubjectMapper("acme-corp");
 
@@ -233,7 +231,7 @@ test("direct get with a query body maps last_by_subj", (t) => {
 });
 
 test("direct get refusals are status replies, as the server sends them", (t) => {
-  const { op } = request("$JS.API.DIRECT.GET.events.$KV.config.x");
+  const { op } = request("$JS.API.DIRECT.GET.events.$SYS.config.x");
   if (op.decision.kind !== "refuse") return t.fail("expected a refusal");
   const { reply } = op.decision.refusal;
   t.is(reply.body.length, 0);
@@ -394,9 +392,8 @@ for (const [subject, verb, type] of forbidden) {
     const r = refused(out);
     t.is(r.code, 403);
     t.is(r.reason, "jetstream_api_forbidden");
-    t.deepEqual(parse(r.reply.body), { type: `io.nats.jetstream.api.v1.${type}`, error: { code: 403, description: r.description } });
-    t.true(EDGE_JETSTREAM_PUBLISH_DENY.some((p) => subjectMatches(p, subject)), "denied in the user JWT");
-    t.false(EDGE_JETSTREAM_PUBLISH_ALLOW.some((p) => subjectMatches(p, subject)), "not allowed in the user JWT");
+    t.deepEqual(parse(r.reply.body), { type: `io.nats.jetstream.api.v1.${type}`, error: { code: 403, err_code: 10003, description: r.description } });
+    t.false(jwtPermits(subject), "not permitted by the user JWT");
   });
 }
 
@@ -438,7 +435,7 @@ for (const [subject, verb] of unknownOrMalformed) {
 
 test("an unknown verb is not in the user JWT allow list either", (t) => {
   for (const [subject, verb] of unknownOrMalformed) {
-    if (verb === "UNKNOWN" && !subject.includes("..")) t.false(EDGE_JETSTREAM_PUBLISH_ALLOW.some((p) => subjectMatches(p, subject)), subject);
+    if (verb === "UNKNOWN" && !subject.includes("..")) t.false(jwtPermits(subject), subject);
   }
 });
 
@@ -485,7 +482,7 @@ test("JSON error responses pass unchanged", (t) => {
 test("a JSON API response that is not JSON never reaches the client", (t) => {
   const { op } = request("$JS.API.CONSUMER.INFO.events.c1");
   const out = parse(translateResponse(op, Buffer.from("acme-corp.events garbage"), undefined, acme));
-  t.deepEqual(out, { type: "io.nats.jetstream.api.v1.consumer_info_response", error: { code: 503, description: "the gateway could not read the JetStream API response" } });
+  t.deepEqual(out, { type: "io.nats.jetstream.api.v1.consumer_info_response", error: { code: 503, err_code: 10003, description: "the gateway could not read the JetStream API response" } });
 });
 
 test("status replies (no responders) pass unchanged", (t) => {
@@ -499,7 +496,7 @@ test("jetStreamErrorResponse has the 2.9 shape", (t) => {
     jetStreamErrorResponse(404, "stream not found", 10059, "STREAM.INFO").toString(),
     '{"type":"io.nats.jetstream.api.v1.stream_info_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}',
   );
-  t.is(jetStreamErrorResponse(503, "unavailable").toString(), '{"type":"io.nats.jetstream.api.v1.error_response","error":{"code":503,"description":"unavailable"}}');
+  t.is(jetStreamErrorResponse(503, "unavailable", 10039).toString(), '{"type":"io.nats.jetstream.api.v1.error_response","error":{"code":503,"err_code":10039,"description":"unavailable"}}');
 });
 
 // --- user-JWT permissions --------------------------------------------------------------------------
@@ -513,6 +510,13 @@ function subjectMatches(pattern: string, subject: string): boolean {
     if (i >= s.length || (p[i] !== "*" && p[i] !== s[i])) return false;
   }
   return p.length === s.length;
+}
+
+const EDGE_PUBLISH = edgePublishPermissions("acme-corp", TenantStores.NONE);
+
+/** What nats-server lets the edge user publish: allowed and not denied. */
+function jwtPermits(subject: string): boolean {
+  return EDGE_PUBLISH.allow.some((p) => subjectMatches(p, subject)) && !EDGE_PUBLISH.deny.some((p) => subjectMatches(p, subject));
 }
 
 test("the user JWT allows exactly what the gateway forwards", (t) => {
@@ -538,11 +542,10 @@ test("the user JWT allows exactly what the gateway forwards", (t) => {
     const { op, out } = request(subject, { stream_name: "events", config: { name: "c1" }, seq: 1 });
     t.is(op.decision.kind, "allow", subject);
     const upstream = forwarded(out).subject;
-    t.true(EDGE_JETSTREAM_PUBLISH_ALLOW.some((p) => subjectMatches(p, upstream)), `allowed: ${upstream}`);
-    t.false(EDGE_JETSTREAM_PUBLISH_DENY.some((p) => subjectMatches(p, upstream)), `not denied: ${upstream}`);
+    t.true(jwtPermits(upstream), `permitted: ${upstream}`);
   }
-  t.true(EDGE_JETSTREAM_PUBLISH_ALLOW.some((p) => subjectMatches(p, "$JS.ACK.events.c1.1.5.5.1714557600000000000.0")));
-  t.false(EDGE_JETSTREAM_PUBLISH_ALLOW.includes("$JS.API.>"));
+  t.true(jwtPermits("$JS.ACK.events.c1.1.5.5.1714557600000000000.0"));
+  t.false(EDGE_PUBLISH.allow.includes("$JS.API.>"));
 });
 
 // --- properties ---------------------------------------------------------------------------------------
@@ -562,10 +565,15 @@ function valuesGoWouldRead(obj: unknown, field: string): unknown[] {
   return Object.entries(obj).filter(([k]) => goFold(k) === field).map(([, v]) => v);
 }
 
+/** Inside the tenant: its prefix, or the account's own bucket and store subjects. */
+function tenantSubject(s: string): boolean {
+  return s.startsWith("acme-corp.") || s.startsWith("$KV.") || s.startsWith("$O.");
+}
+
 function tenantOnly(v: unknown): boolean {
   if (v === null || v === undefined || v === "") return true;
-  if (typeof v === "string") return v.startsWith("acme-corp.");
-  if (Array.isArray(v)) return v.every((s) => typeof s !== "string" || s === "" || s.startsWith("acme-corp."));
+  if (typeof v === "string") return tenantSubject(v);
+  if (Array.isArray(v)) return v.every((s) => typeof s !== "string" || s === "" || tenantSubject(s));
   return true; // a non-string is something the server refuses to decode
 }
 
@@ -630,7 +638,7 @@ test("property: a forwarded request never carries a subject outside acme-corp. a
       if (op.decision.kind !== "allow" || !out.subject.startsWith("$JS.API.")) return false;
       if (op.subject !== undefined) {
         const tail = out.subject.slice(subject.length - op.subject.length);
-        if (!tail.startsWith("acme-corp.") || !out.subject.startsWith(subject.slice(0, subject.length - op.subject.length))) return false;
+        if (!tenantSubject(tail) || !out.subject.startsWith(subject.slice(0, subject.length - op.subject.length))) return false;
       } else if (out.subject !== subject) {
         return false;
       }
@@ -650,13 +658,19 @@ const tenantSide = fc.oneof(
   subjectish.map((s) => `acme-corp.${s}`),
   subjectish.map((s) => `globex.${s}`),
   subjectish.map((s) => `$JS.API.${s}`),
+  subjectish.map((s) => `$KV.${s}`),
+  subjectish.map((s) => `acme-corp.$KV.${s}`),
+  subjectish.map((s) => `acme-corp.$SRV.${s}`),
   fc.constantFrom("acme-corp.", "acme-corp", "acme-corpx.y", ""),
   subjectish,
 );
 
 /** Every subject in an edge-view response must be the edge view of one the tenant owns ("" is unset). */
 function ownedOrigin(inputs: Set<string>, edge: unknown): boolean {
-  return typeof edge !== "string" || edge === "" || (!edge.startsWith("$") && inputs.has(`acme-corp.${edge}`));
+  if (typeof edge !== "string" || edge === "") return true;
+  // The account's own bucket and store subjects are shown as the server named them.
+  if (edge.startsWith("$KV.") || edge.startsWith("$O.")) return inputs.has(edge);
+  return (!edge.startsWith("$") || edge.startsWith("$SRV.")) && inputs.has(`acme-corp.${edge}`);
 }
 
 test("property: a translated response only shows subjects the tenant owns, and nothing throws", (t) => {

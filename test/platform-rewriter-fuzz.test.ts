@@ -33,7 +33,7 @@ const frame = fc.oneof(
 function rewriter(records: AuditRecord[], ended: SessionEnd[]): PlatformRewriter {
   const sink = new Writable({ write: (_c, _e, done) => done() });
   const trail = new AuditTrail(createLogger({ level: "silent", destination: sink }), (_subject, r) => records.push(r));
-  const events: RewriterEvents = { ended: (e) => ended.push(e), dropped: () => {}, jetStreamRefused: () => {}, natsError: () => {}, natsLameDuck: () => {} };
+  const events: RewriterEvents = { ended: (e) => ended.push(e), refused: (e) => ended.push(e), dropped: () => {}, jetStreamRefused: () => {}, natsError: () => {}, natsLameDuck: () => {} };
   return new PlatformRewriter({ maxPayload: 1024, isTenant: (s) => TENANTS.has(s), audit: new SessionAudit(trail, { identity: "admin", cn: "admin.platform.serviceradar", session: "s1" }, 60_000), events });
 }
 

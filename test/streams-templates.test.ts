@@ -5,7 +5,7 @@ import test from "ava";
 import fc from "fast-check";
 import type { Plan } from "../accounts/plans.ts";
 import { builtinPlans, getPlan } from "../accounts/plans.ts";
-import { tenantSubjectMapper } from "../gateway/subject-mapper.ts";
+import { tenantSubjectMapper } from "../common/namespaces.ts";
 import { fitTemplatesToPlan, streamConfigDrift, tenantStreamSpecs } from "../streams/stream-specs.ts";
 import { edgeSubjectPatternProblem, subjectPatternsOverlap } from "../streams/subject-patterns.ts";
 import { BUILTIN_TEMPLATES_DIR, dataDirTemplatesDir, loadStreamTemplates, parseStreamTemplate, resolveTemplatesDir, TEMPLATES_DIR_ENV, type StreamTemplate } from "../streams/templates.ts";

@@ -99,9 +99,13 @@ export class SubjectBytes {
   start = 0;
   end = 0;
 
+  /**
+   * From text read off the wire with `frameString` (one character per byte, latin1), so the bytes
+   * written are exactly the bytes read, whatever encoding the client used.
+   */
   static of(text: string, prefix = ""): SubjectBytes {
-    const src = Buffer.from(text, "utf8");
-    return new SubjectBytes().set(src, 0, src.length, prefix === "" ? NO_BYTES : Buffer.from(prefix, "utf8"));
+    const src = Buffer.from(text, "latin1");
+    return new SubjectBytes().set(src, 0, src.length, prefix === "" ? NO_BYTES : Buffer.from(prefix, "latin1"));
   }
 
   set(src: Uint8Array, start: number, end: number, prefix: Uint8Array = NO_BYTES): this {

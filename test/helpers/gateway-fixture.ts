@@ -6,6 +6,7 @@
  */
 import { EventEmitter } from "node:events";
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { Writable } from "node:stream";
 import { connect as connectV2, type NatsConnection as NatsConnectionV2, type ConnectionOptions as ConnectionOptionsV2 } from "nats";
 import { connect as connectV3, type NatsConnection as NatsConnectionV3, type NodeConnectionOptions } from "@nats-io/transport-node";
@@ -22,6 +23,7 @@ import { Gateway } from "../../gateway/gateway.ts";
 import { issueComponentFiles, issuePlatformIdentityFiles } from "../../pki/authority.ts";
 import { DataLayout } from "../../pki/layout.ts";
 import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
+import { dataDirTemplatesDir } from "../../streams/templates.ts";
 import { startNatsServer, type RunningNatsServer } from "./nats-server.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -96,9 +98,20 @@ export interface Deployment {
   stop(): Promise<void>;
 }
 
-export async function startDeployment(opts: { tenants?: string[]; gateway?: Partial<GatewayConfig> } = {}): Promise<Deployment> {
+/**
+ * `streamTemplates`: directories whose templates the deployment uses instead of the built-in ones
+ * (copied into `<data-dir>/streams/`, where both provisioning and the gateway find them).
+ */
+export async function startDeployment(opts: { tenants?: string[]; gateway?: Partial<GatewayConfig>; streamTemplates?: string[] } = {}): Promise<Deployment> {
   const layout = new DataLayout(tempDir("ntg-gw-"));
   await initDataDir(layout, { natsPort: -1 });
+  if (opts.streamTemplates) {
+    const own = dataDirTemplatesDir(layout.dir);
+    await fs.mkdir(own, { recursive: true });
+    for (const dir of opts.streamTemplates) {
+      for (const name of (await fs.readdir(dir)).filter((n) => n.endsWith(".json"))) await fs.copyFile(path.join(dir, name), path.join(own, name));
+    }
+  }
   const nats = await startNatsServer(new NatsFiles(layout).serverConfig);
   const cp = await ControlPlane.open({ dataDir: layout.dir, servers: [nats.url], pollMs: 100 });
   const tenants = new TenantService(cp, tenantStreamProvisioner);

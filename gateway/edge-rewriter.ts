@@ -18,9 +18,7 @@ import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeS
  * for a session's life; a reply that arrives after its entry went passes untranslated (the
  * tenant's own subjects, prefixed).
  */
-const MAX_PENDING_JS_REPLIES = 256;
-const MAX_PENDING_JS_BYTES = 64 * 1024;
-const JS_REPLY_TTL_MS = 30_000;
+export const PENDING_JS_REPLIES = { maxCount: 256, maxBytes: 64 * 1024, ttlMs: 30_000 } as const;
 /** Reply subjects NATS makes up for requests that crossed a service import. */
 const SERVICE_IMPORT_REPLY = Buffer.from("_R_.", "latin1");
 const MAX_FOREIGN_REPLIES = 1024;
@@ -58,6 +56,8 @@ export interface EdgeRewriterOptions {
   events: RewriterEvents;
   /** The tenant's key-value buckets and object stores, and which of them edge clients may write. */
   stores?: TenantStores;
+  /** Milliseconds now (tests move time). */
+  clock?: () => number;
 }
 
 export class EdgeRewriter extends FrameRewriter {
@@ -72,6 +72,7 @@ export class EdgeRewriter extends FrameRewriter {
   private readonly pendingJs = new Map<string, PendingJsReply>();
   private pendingJsBytes = 0;
   private readonly stores: TenantStores;
+  private readonly clock: () => number;
 
   constructor(slug: string, opts: EdgeRewriterOptions) {
     const prefixLength = Buffer.byteLength(`${slug}.`, "latin1");
@@ -81,6 +82,7 @@ export class EdgeRewriter extends FrameRewriter {
     this.prefix = prefixBytes(this.prefixText);
     this.mapper = tenantSubjectMapper(slug);
     this.stores = opts.stores ?? TenantStores.NONE;
+    this.clock = opts.clock ?? Date.now;
   }
 
   /** NATS names subjects in the tenant view; the client knows them without the prefix. */
@@ -112,6 +114,10 @@ export class EdgeRewriter extends FrameRewriter {
         this.counters.msgsIn++;
         this.counters.bytesIn += f.payloadEnd - f.payloadStart;
         if (verdict === SubjectVerdict.JetStreamApi) return this.jetStreamRequest(f);
+        // A JetStream API reply the gateway waits for comes from JetStream, never from the client itself.
+        if (this.pendingJs.size > 0 && verdict === SubjectVerdict.Tenant && this.pendingJs.has(this.prefixText + frameString(buf, f.subjectStart, f.subjectEnd))) {
+          return this.refuse(SubjectVerdict.Reserved, "Publish", "publish_refused", frameString(buf, f.subjectStart, f.subjectEnd));
+        }
         const unprefixed = verdict !== SubjectVerdict.Tenant || (this.foreignReplies.size > 0 && this.isForeignReply(buf, f.subjectStart, f.subjectEnd));
         const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd, unprefixed ? NO_PREFIX : this.prefix);
         // Sizes, payload and line ends pass as the client sent them (the parser checked them).
@@ -173,15 +179,15 @@ export class EdgeRewriter extends FrameRewriter {
   }
 
   private trackJetStreamReply(reply: string, op: JetStreamApiOperation): void {
-    const now = Date.now();
-    const previous = this.pendingJs.get(reply);
-    if (previous) this.forgetJetStreamReply(reply);
+    const now = this.clock();
+    const cost = reply.length + op.apiSubject.length;
+    this.forgetJetStreamReply(reply);
     this.expireJetStreamReplies(now);
-    while (this.pendingJs.size > 0 && (this.pendingJs.size >= MAX_PENDING_JS_REPLIES || this.pendingJsBytes + reply.length > MAX_PENDING_JS_BYTES)) {
+    while (this.pendingJs.size > 0 && (this.pendingJs.size >= PENDING_JS_REPLIES.maxCount || this.pendingJsBytes + cost > PENDING_JS_REPLIES.maxBytes)) {
       this.forgetJetStreamReply(this.pendingJs.keys().next().value!);
     }
     this.pendingJs.set(reply, { op, at: now });
-    this.pendingJsBytes += reply.length + op.apiSubject.length;
+    this.pendingJsBytes += cost;
   }
 
   private forgetJetStreamReply(reply: string): PendingJsReply | undefined {
@@ -196,14 +202,14 @@ export class EdgeRewriter extends FrameRewriter {
   /** Entries are in insertion order: the expired ones are at the front. */
   private expireJetStreamReplies(now: number): void {
     for (const [key, entry] of this.pendingJs) {
-      if (now - entry.at <= JS_REPLY_TTL_MS) return;
+      if (now - entry.at <= PENDING_JS_REPLIES.ttlMs) return;
       this.forgetJetStreamReply(key);
     }
   }
 
-  /** JetStream API replies still expected (for tests and the session's counters). */
-  get pendingJetStreamReplies(): number {
-    return this.pendingJs.size;
+  /** JetStream API replies still expected, and the bytes their keys hold. */
+  get pendingJetStreamReplies(): { count: number; bytes: number } {
+    return { count: this.pendingJs.size, bytes: this.pendingJsBytes };
   }
 
   // ---- NATS → client ------------------------------------------------------------------------
@@ -261,7 +267,7 @@ export class EdgeRewriter extends FrameRewriter {
     const pending = this.forgetJetStreamReply(frameString(f.buf, f.subjectStart, f.subjectEnd));
     if (!pending) return false;
     const { op } = pending;
-    if (Date.now() - pending.at > JS_REPLY_TTL_MS) return false;
+    if (this.clock() - pending.at > PENDING_JS_REPLIES.ttlMs) return false;
     if (f.verb === ServerVerb.Msg) {
       const body = translateResponse(op, f.buf.subarray(f.payloadStart, f.payloadEnd), undefined, this.mapper);
       this.toClient.msg(subject, f.sid, reply, body, 0, body.length);

@@ -8,6 +8,7 @@ import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolErr
 import { OutputBuffer } from "./protocol/encoder.ts";
 import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
 import { refusalText, SubjectVerdict } from "./subject-rules.ts";
+import { sessionFaultMarker } from "../common/fault.ts";
 
 export interface SessionCounters {
   msgsIn: number;
@@ -98,6 +99,7 @@ export abstract class FrameRewriter implements SessionRewriter {
   private readonly upstreamParser: ServerProtocolParser;
   private endedWith: SessionEnd | undefined;
   private deferredInfo: object | undefined;
+  private readonly fault = sessionFaultMarker();
 
   protected constructor(events: RewriterEvents, client: { maxPayload: number; maxControlLine?: number }) {
     this.events = events;
@@ -120,6 +122,7 @@ export abstract class FrameRewriter implements SessionRewriter {
 
   clientData(chunk: Buffer): Buffer | undefined {
     if (this.endedWith) return undefined;
+    if (this.fault && chunk.includes(this.fault)) throw new Error("fault injected by TENANT_GATEWAY_FAULT");
     // Rewritten PUBs grow by two prefixes each: half the read again is room for frames of 40 bytes.
     this.toUpstream.reserve(chunk.length + (chunk.length >> 1) + 64);
     this.clientParser.parse(chunk);

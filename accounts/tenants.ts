@@ -4,6 +4,12 @@
  * restart, never a config edit. A create interrupted at any point leaves a `provisioning` record
  * that `tenant create` or `sync` completes, or (before the record) only CA files that no listing
  * shows and that the next `tenant create` of that slug reuses.
+ *
+ * Every change goes through one path (`converge`): streams that must shrink first (while the
+ * account still allows what they reserve), then the record and the account — pushed only when NATS
+ * holds other claims —, then the streams grown and created, and last the account's JetStream
+ * checked (and repaired on servers that drop its internal clients on account updates, see
+ * tenant-account.ts).
  */
 import { randomUUID, X509Certificate } from "node:crypto";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
@@ -12,19 +18,60 @@ import { readTextFile } from "../common/files.ts";
 import { ensureTenantCa, loadRoot } from "../pki/authority.ts";
 import { createTenantCa, summarizeCertificate, type CertificateSummary } from "../pki/certificates.ts";
 import { assertTenantSlug } from "../pki/names.ts";
-import { deleteAccounts, pushAccountJwt } from "./claims.ts";
+import { deleteAccounts, heldAccountJwt, pushAccountJwt, pushAccountJwtIfChanged, resolverAccounts, sameAccountClaims, type PushResult } from "./claims.ts";
+import { AccountJetStreamProbe, type JetStreamHealth } from "./jetstream-health.ts";
 import { encodePlatformAccountJwt } from "./platform-account.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 import { DEFAULT_PLAN, getPlan, type Plan } from "./plans.ts";
-import { encodeTenantAccountJwt } from "./tenant-account.ts";
+import { admitsNewUsers, encodeTenantAccountJwt, type TenantAccountSpec } from "./tenant-account.ts";
 import type { TenantRecord, TenantSecrets } from "./tenant-store.ts";
 
 /** Stream provisioning plugs in here (the streams/ module); absent, tenants have no streams. */
 export interface TenantStreamProvisioner {
-  apply(cp: ControlPlane, tenant: LoadedTenant, opts: { prune?: boolean }): Promise<unknown>;
+  /** `shrinkOnly`: only the updates that lower a stream's max_bytes (before the account's limits drop). */
+  apply(cp: ControlPlane, tenant: LoadedTenant, opts: { prune?: boolean; shrinkOnly?: boolean }): Promise<unknown>;
+  /**
+   * Before the tenant moves to the plan its record names: refuses (`streams_exceed_plan`) when its
+   * streams hold or reserve more than that plan allows; says whether any stream must shrink, and
+   * what the streams reserve now (bytes, × replicas).
+   */
+  checkResize(cp: ControlPlane, tenant: LoadedTenant): Promise<StreamResize>;
   remove(cp: ControlPlane, tenant: LoadedTenant): Promise<void>;
   describe(cp: ControlPlane, tenant: LoadedTenant): Promise<unknown>;
+}
+
+export interface StreamResize {
+  shrinks: boolean;
+  reserved: { disk: number; memory: number };
+}
+
+/** A tenant's JetStream after an operation: `repaired` when it had stopped taking messages and was restarted. */
+export interface JetStreamReport {
+  status: "ok" | "repaired" | "unavailable" | "not_checked";
+  streams?: number;
+  consumers?: number;
+  /** What took or delivered no messages (before a repair, or still). */
+  dead?: string[];
+  hint?: string;
+}
+
+/** What an operation did to NATS: the account pushed or already there, JetStream's health, the streams applied. */
+interface Converged {
+  record: TenantRecord;
+  account: PushResult;
+  jetstream: JetStreamReport;
+  streams?: unknown;
+}
+
+export interface TenantSyncResult {
+  slug: string;
+  status: string;
+  /** `failed` also when the account is in NATS but its JetStream takes no messages (`code: jetstream_unavailable`). */
+  result: "pushed" | "unchanged" | "completed" | "failed";
+  jetstream?: JetStreamReport;
+  code?: string;
+  error?: string;
 }
 
 export interface LoadedTenant {
@@ -49,11 +96,13 @@ export interface TenantView {
   streams?: unknown;
 }
 
-/** Does `next` give less JetStream storage (disk or memory) than `current`? -1 is unlimited. */
-function storageShrinks(current: Plan, next: Plan): boolean {
-  const less = (a: number, b: number): boolean => b >= 0 && (a < 0 || b < a);
-  return less(current.jetstream.disk, next.jetstream.disk) || less(current.jetstream.memory, next.jetstream.memory);
+/** nats-server refused a stream change for lack of account storage (the report of a failed apply says). */
+function storageRefused(err: unknown): boolean {
+  const report = err instanceof CodedError ? (err.details?.report as { streams?: Array<{ error?: { code?: string } }> } | undefined) : undefined;
+  return (report?.streams ?? []).some((r) => r.error?.code === "jetstream_resources_exceeded");
 }
+
+const planHasJetStream = (plan: Plan): boolean => plan.jetstream.disk !== 0 || plan.jetstream.memory !== 0;
 
 const nowIso = (): string => new Date().toISOString();
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
@@ -66,6 +115,7 @@ async function untilSecondAfter(seconds: number): Promise<void> {
 export class TenantService {
   private readonly cp: ControlPlane;
   private readonly streams: TenantStreamProvisioner | undefined;
+  private probe: AccountJetStreamProbe | undefined;
 
   constructor(cp: ControlPlane, streams?: TenantStreamProvisioner) {
     this.cp = cp;
@@ -119,11 +169,9 @@ export class TenantService {
     return { record, secrets, signingKey };
   }
 
-  /** `admitConnections`: a suspended tenant's users are revoked but the account still admits users issued later. */
-  private async signAccount(record: TenantRecord, opts: { admitConnections?: boolean } = {}): Promise<string> {
+  /** The account JWT for a record: its plan's limits, its status; `overrides` for the steps of a change. */
+  private async signAccount(record: TenantRecord, overrides: Pick<TenantAccountSpec, "suspended" | "revokeUsersIssuedBefore" | "storageFloor" | "jetstreamOff"> = {}): Promise<string> {
     const plan = getPlan(await this.cp.plans(), record.plan);
-    const suspended = record.status === "suspended";
-    const revoke = suspended && record.suspended_at ? Math.floor(Date.parse(record.suspended_at) / 1000) : undefined;
     return encodeTenantAccountJwt(
       {
         slug: record.slug,
@@ -131,16 +179,17 @@ export class TenantService {
         plan: record.plan,
         account: record.account_public_key,
         signingKey: record.signing_public_key,
-        suspended: suspended && !opts.admitConnections,
-        ...(revoke === undefined ? {} : { revokeUsersIssuedBefore: revoke }),
+        suspended: record.status === "suspended",
+        ...overrides,
       },
       plan,
       this.cp.operator.operator,
     );
   }
 
-  private async push(record: TenantRecord): Promise<void> {
-    await pushAccountJwt(await this.cp.system(), record.account_jwt, this.cp.operator.operator.getPublicKey());
+  private async jetstreamProbe(): Promise<AccountJetStreamProbe> {
+    this.probe ??= new AccountJetStreamProbe(await this.cp.system());
+    return this.probe;
   }
 
   /**
@@ -148,22 +197,124 @@ export class TenantService {
    * suspended, plus `including`), and pushes it. Its cost grows with the tenant count (see the
    * README's platform figures), so it runs once per create, delete or sync.
    */
-  async pushPlatform(including?: TenantRecord): Promise<{ tenants: number; jwt_bytes: number }> {
+  async pushPlatform(including?: TenantRecord): Promise<{ tenants: number; jwt_bytes: number; result: PushResult }> {
     const records = (await this.cp.store.list()).filter((r) => r.status !== "provisioning" || r.slug === including?.slug);
     if (including && !records.some((r) => r.slug === including.slug)) records.push(including);
     const op = this.cp.operator;
     const jwt = await encodePlatformAccountJwt(op.operator, op.platform, op.platformSigning.getPublicKey(), records.map((r) => ({ slug: r.slug, account: r.account_public_key })));
-    await pushAccountJwt(await this.cp.system(), jwt, op.operator.getPublicKey(), { timeoutMs: 60_000 });
-    return { tenants: records.length, jwt_bytes: jwt.length };
+    const { result } = await pushAccountJwtIfChanged(await this.cp.system(), jwt, op.operator.getPublicKey(), { timeoutMs: 60_000 });
+    return { tenants: records.length, jwt_bytes: jwt.length, result };
   }
 
-  /** Re-signs (current plan limits, status) and stores and pushes the account. */
-  private async publish(record: TenantRecord, secrets: TenantSecrets, writeSecrets = false): Promise<TenantRecord> {
-    const updated = { ...record, updated_at: nowIso() };
-    updated.account_jwt = await this.signAccount(updated);
-    await this.cp.store.put(updated, writeSecrets ? secrets : undefined);
-    await this.push(updated);
-    return updated;
+  /**
+   * Brings NATS to `target` (the record as it must become): shrinks streams before the account's
+   * storage drops, stores the record when it changed, pushes the account when NATS holds other
+   * claims, applies the streams, then checks (and on affected servers repairs) the account's
+   * JetStream. Streams are reached through a control user of the account, so only while NATS holds
+   * the account and it admits users: a suspended tenant's streams are left alone, and those of a
+   * resumed (or re-pushed) one are shrunk after its push.
+   */
+  private async converge(loaded: LoadedTenant, target: TenantRecord, ctx: { known?: ReadonlySet<string> } = {}): Promise<Converged> {
+    const system = await this.cp.system();
+    const operator = this.cp.operator.operator.getPublicKey();
+    const accountKey = loaded.record.account_public_key;
+    const streams = target.status === "active" ? this.streams : undefined;
+    const fresh = await this.signAccount(target);
+    const held = await heldAccountJwt(system, accountKey, ctx.known);
+    const accountChanges = held === undefined || !sameAccountClaims(held, fresh);
+    const reachable = held !== undefined && admitsNewUsers(held);
+
+    let extraPush = streams && reachable && accountChanges ? await this.shrinkStreams(streams, { ...loaded, record: target }) : false;
+    let record = target;
+    if (target !== loaded.record || !sameAccountClaims(loaded.record.account_jwt, fresh)) {
+      record = { ...target, account_jwt: fresh, updated_at: nowIso() };
+      await this.cp.store.put(record);
+    }
+    if (accountChanges || extraPush) await pushAccountJwt(system, fresh, operator);
+    const tenant = { ...loaded, record };
+    if (streams && !reachable && (await this.shrinkStreams(streams, tenant))) {
+      await pushAccountJwt(system, await this.signAccount(record), operator);
+      extraPush = true;
+    }
+
+    let applied: { report: unknown; pushed: boolean } | undefined;
+    let failure: unknown;
+    try {
+      applied = streams ? await this.applyStreams(streams, tenant) : undefined;
+    } catch (err) {
+      failure = err;
+    }
+    // Last, after every push this change made: any of them may have cost the account its JetStream clients.
+    const jetstream = await this.checkJetStream(record);
+    if (failure !== undefined) throw failure;
+    const pushed = accountChanges || extraPush || applied?.pushed === true;
+    return { record, account: pushed ? "pushed" : "unchanged", jetstream, ...(applied === undefined ? {} : { streams: applied.report }) };
+  }
+
+  /**
+   * Shrinks the streams the tenant's plan gives less, refusing a plan their data does not fit.
+   * When the account already allows less than the streams reserve (its plan was lowered under
+   * them), nats-server refuses every stream change, shrinking ones too: the account is pushed with
+   * room for what they reserve now, then they shrink. True when that extra push happened (the
+   * account must then be pushed as it is meant to be).
+   */
+  private async shrinkStreams(streams: TenantStreamProvisioner, tenant: LoadedTenant): Promise<boolean> {
+    const resize = await streams.checkResize(this.cp, tenant);
+    if (!resize.shrinks) return false;
+    try {
+      await streams.apply(this.cp, tenant, { shrinkOnly: true });
+      return false;
+    } catch (err) {
+      if (!storageRefused(err)) throw err;
+      await pushAccountJwt(await this.cp.system(), await this.signAccount(tenant.record, { storageFloor: resize.reserved }), this.cp.operator.operator.getPublicKey());
+      await streams.apply(this.cp, tenant, { shrinkOnly: true });
+      return true;
+    }
+  }
+
+  /**
+   * Applies the templates. Streams found above what the account allows (its plan lowered under
+   * them before set-plan resized streams) are shrunk first; `pushed` when that took account pushes.
+   */
+  private async applyStreams(streams: TenantStreamProvisioner, tenant: LoadedTenant): Promise<{ report: unknown; pushed: boolean }> {
+    try {
+      return { report: await streams.apply(this.cp, tenant, {}), pushed: false };
+    } catch (err) {
+      if (!storageRefused(err)) throw err;
+      const pushed = await this.shrinkStreams(streams, tenant);
+      if (pushed) await pushAccountJwt(await this.cp.system(), await this.signAccount(tenant.record), this.cp.operator.operator.getPublicKey());
+      return { report: await streams.apply(this.cp, tenant, {}), pushed };
+    }
+  }
+
+  /**
+   * Whether the account's streams and consumers still take and deliver messages. On servers that
+   * close them on account updates the remedy is a JetStream restart of the account alone: pushed
+   * once with JetStream off (its streams stay on disk), once as it must be; the server then
+   * recovers every stream and durable consumer with new internal clients.
+   */
+  private async checkJetStream(record: TenantRecord): Promise<JetStreamReport> {
+    if (!planHasJetStream(getPlan(await this.cp.plans(), record.plan))) return { status: "not_checked" };
+    const probe = await this.jetstreamProbe();
+    if (!(await probe.hasJetStream())) return { status: "not_checked" };
+    const account = record.account_public_key;
+    const seen: JetStreamHealth = await probe.check(account);
+    const counts = { streams: seen.streams, consumers: seen.consumers };
+    if (seen.status === "ok") return { status: "ok", ...counts };
+    if (await probe.dropsClientsOnUpdate()) {
+      const op = this.cp.operator.operator.getPublicKey();
+      await pushAccountJwt(await this.cp.system(), await this.signAccount(record, { jetstreamOff: true }), op);
+      await pushAccountJwt(await this.cp.system(), await this.signAccount(record), op);
+      const after = await probe.check(account);
+      if (after.status === "ok") return { status: "repaired", streams: after.streams, consumers: after.consumers, dead: seen.dead };
+      return { status: "unavailable", streams: after.streams, consumers: after.consumers, dead: after.dead, hint: "a JetStream restart of the account did not bring them back; restart nats-server (it recovers every stream from disk)" };
+    }
+    return {
+      status: "unavailable",
+      ...counts,
+      dead: seen.dead,
+      hint: "nats-server holds no subscription for them, so publishes get no responder (503); run sync again, and if it persists restart nats-server (it recovers every stream from disk)",
+    };
   }
 
   /** `deferPlatform`: leave the PLATFORM imports to the next `sync` (bulk on-boarding: one push, not one per tenant). */
@@ -207,7 +358,7 @@ export class TenantService {
     await this.cp.store.put(record, fullSecrets);
     crashPoint("tenant_create_after_record");
 
-    await this.push(record);
+    await pushAccountJwtIfChanged(await this.cp.system(), record.account_jwt, this.cp.operator.operator.getPublicKey());
     await this.streams?.apply(this.cp, { record, secrets: fullSecrets, signingKey: signing }, {});
     record = { ...record, status: "active", updated_at: nowIso() };
     await this.cp.store.put(record);
@@ -228,34 +379,46 @@ export class TenantService {
     return { caCertPem: ca.certPem, caKeyPem: ca.keyPem };
   }
 
+  /**
+   * Every user of the account revoked, whenever issued (NATS cuts live connections at once and
+   * admits none later); the record marked suspended, so gateways refuse new sessions and close
+   * theirs. The account keeps its JetStream: streams keep their messages and consumers, and take
+   * messages again when the tenant resumes.
+   */
   async suspend(slug: string): Promise<TenantRecord> {
-    const { record, secrets } = await this.load(slug);
+    const loaded = await this.load(slug);
+    const { record } = loaded;
     if (record.status === "suspended") return record;
     if (record.status === "provisioning") throw new CodedError("tenant_provisioning", `tenant "${slug}" is still provisioning; run "tenant-gateway tenant create ${slug}" or "sync" first`);
-    return this.publish({ ...record, status: "suspended", suspended_at: new Date(nowSeconds() * 1000).toISOString() }, secrets);
+    return this.changed(await this.converge(loaded, { ...record, status: "suspended", suspended_at: new Date(nowSeconds() * 1000).toISOString() }));
   }
 
   async resume(slug: string): Promise<TenantRecord> {
-    const { record, secrets } = await this.load(slug);
-    if (record.status !== "suspended") return record;
-    const { suspended_at: _s, ...rest } = record;
-    return this.publish({ ...rest, status: "active" }, secrets);
+    const loaded = await this.load(slug);
+    if (loaded.record.status !== "suspended") return loaded.record;
+    const { suspended_at: _s, ...rest } = loaded.record;
+    return this.changed(await this.converge(loaded, { ...rest, status: "active" }));
   }
 
   /**
-   * Moves a tenant to another plan. NATS checks every stream change against the account's
-   * storage at that moment, so streams shrink before the account does, and grow after it has.
+   * Moves a tenant to another plan, its streams with it. NATS checks every stream change against
+   * the account's storage at that moment, so streams shrink before the account's limits drop and
+   * grow after they rise; a plan the streams' data does not fit is refused before anything changes.
+   * A suspended tenant's streams cannot be reached (its account admits no user): resume it first.
    */
   async setPlan(slug: string, plan: string): Promise<TenantRecord> {
-    const plans = await this.cp.plans();
-    const next = getPlan(plans, plan);
+    getPlan(await this.cp.plans(), plan);
     const loaded = await this.load(slug);
-    const shrinking = storageShrinks(getPlan(plans, loaded.record.plan), next);
-    const moved = { ...loaded.record, plan };
-    if (this.streams && shrinking && moved.status === "active") await this.streams.apply(this.cp, { ...loaded, record: moved }, {});
-    const published = await this.publish(moved, loaded.secrets);
-    if (this.streams && !shrinking && published.status === "active") await this.streams.apply(this.cp, { ...loaded, record: published }, {});
-    return published;
+    if (loaded.record.status !== "active") {
+      throw new CodedError(`tenant_${loaded.record.status}`, `tenant "${slug}" is ${loaded.record.status}: its streams are resized from inside its account, which admits no user now; ${loaded.record.status === "suspended" ? "resume it" : `run "tenant-gateway tenant create ${slug}"`} first`);
+    }
+    return this.changed(await this.converge(loaded, { ...loaded.record, plan }));
+  }
+
+  /** The changed record; a JetStream left taking no messages is a failure of the operation (the change itself stays). */
+  private changed(done: Converged): TenantRecord {
+    if (done.jetstream.status === "unavailable") throw jetstreamUnavailable(done.record, done.jetstream);
+    return done.record;
   }
 
   /**
@@ -269,10 +432,10 @@ export class TenantService {
     const loaded = await this.load(slug);
     const cutAt = nowSeconds();
     const revoked: TenantRecord = { ...loaded.record, status: "suspended", suspended_at: new Date(cutAt * 1000).toISOString(), updated_at: nowIso() };
-    // Not the suspension's zero-connection limit: the streams are removed from inside this account.
-    revoked.account_jwt = await this.signAccount(revoked, { admitConnections: true });
+    // Not the suspension's revocation of every user: the streams are removed from inside this account.
+    revoked.account_jwt = await this.signAccount(revoked, { suspended: false, revokeUsersIssuedBefore: cutAt });
     await this.cp.store.put(revoked);
-    await this.push(revoked);
+    await pushAccountJwt(await this.cp.system(), revoked.account_jwt, this.cp.operator.operator.getPublicKey());
     if (this.streams) {
       // JWT times are whole seconds: a control user issued within the revocation's second is revoked too.
       await untilSecondAfter(cutAt);
@@ -285,12 +448,14 @@ export class TenantService {
   }
 
   /**
-   * Re-pushes the PLATFORM account and every tenant (re-signed with current plans), completes
-   * interrupted creates, and applies streams. Reports per tenant; one failure does not stop the rest.
+   * Brings every tenant's account and streams to its record and the current plans, pushing an
+   * account only when NATS holds other claims; completes interrupted creates; checks each account's
+   * JetStream (repairing it on servers that drop its internal clients); pushes the PLATFORM account
+   * if its imports changed. Reports per tenant; one failure does not stop the rest.
    */
-  async sync(): Promise<{ platform: string; tenants: Array<{ slug: string; status: string; result: "pushed" | "completed" | "failed"; error?: string }> }> {
-    await this.cp.system();
-    const results: Array<{ slug: string; status: string; result: "pushed" | "completed" | "failed"; error?: string }> = [];
+  async sync(): Promise<{ platform: string; platform_result: PushResult; tenants: TenantSyncResult[] }> {
+    const known = await resolverAccounts(await this.cp.system()).catch(() => undefined);
+    const results: TenantSyncResult[] = [];
     for (const record of await this.cp.store.list()) {
       try {
         if (record.status === "provisioning") {
@@ -299,15 +464,24 @@ export class TenantService {
           continue;
         }
         const loaded = await this.load(record.slug);
-        const published = await this.publish(loaded.record, loaded.secrets);
-        if (this.streams && published.status === "active") await this.streams.apply(this.cp, { ...loaded, record: published }, {});
-        results.push({ slug: record.slug, status: published.status, result: "pushed" });
+        const done = await this.converge(loaded, loaded.record, known ? { known } : {});
+        if (done.jetstream.status === "unavailable") {
+          const err = jetstreamUnavailable(done.record, done.jetstream);
+          results.push({ slug: record.slug, status: done.record.status, result: "failed", jetstream: done.jetstream, code: err.code, error: err.message });
+        } else {
+          results.push({ slug: record.slug, status: done.record.status, result: done.account, jetstream: done.jetstream });
+        }
       } catch (err) {
-        results.push({ slug: record.slug, status: record.status, result: "failed", error: errorMessage(err) });
+        results.push({ slug: record.slug, status: record.status, result: "failed", ...(err instanceof CodedError ? { code: err.code } : {}), error: errorMessage(err) });
       }
     }
     // Last: it imports from every tenant account, which NATS must know first.
-    await this.pushPlatform();
-    return { platform: this.cp.operator.platform.getPublicKey(), tenants: results };
+    const platform = await this.pushPlatform();
+    return { platform: this.cp.operator.platform.getPublicKey(), platform_result: platform.result, tenants: results };
   }
+}
+
+function jetstreamUnavailable(record: TenantRecord, js: JetStreamReport): CodedError {
+  const what = (js.dead ?? []).join(", ") || "its JetStream";
+  return new CodedError("jetstream_unavailable", `tenant ${record.slug}: ${what} take${js.dead?.length === 1 ? "s" : ""} no messages; ${js.hint ?? ""}`.trim(), { details: { tenant: record.slug, jetstream: js } });
 }

@@ -8,7 +8,7 @@
 import { JetStreamApiError, jetstreamManager, type JetStreamManager, type StreamInfo } from "@nats-io/jetstream";
 import type { ControlPlane } from "../accounts/control-plane.ts";
 import { getPlan } from "../accounts/plans.ts";
-import type { LoadedTenant, TenantStreamProvisioner } from "../accounts/tenants.ts";
+import type { LoadedTenant, StreamResize, TenantStreamProvisioner } from "../accounts/tenants.ts";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import { tenantSubjectMapper, type SubjectMapper } from "../common/namespaces.ts";
 import { edgeSubjects, IMMUTABLE_FIELDS, streamConfigDrift, tenantStreamSpecs, type FieldChange, type TenantStreamSpec } from "./stream-specs.ts";
@@ -75,10 +75,16 @@ async function reservationHint(jsm: JetStreamManager, streams: StreamInfo[]): Pr
   for (const [storage, kind, allowed] of [["file", "disk", limits.max_storage], ["memory", "memory", limits.max_memory]] as const) {
     const reserved = streams.filter((si) => si.config.storage === storage).reduce((sum, si) => sum + reservation(si.config), 0);
     if (allowed >= 0 && reserved > allowed) {
-      parts.push(`the account's streams reserve ${formatBytes(reserved)} of JetStream ${kind} but its limit is ${formatBytes(allowed)}; nats-server refuses every stream change until they fit (shrink the streams under the larger limit before the plan lowers it)`);
+      parts.push(`the account's streams reserve ${formatBytes(reserved)} of JetStream ${kind} but its limit is ${formatBytes(allowed)}; nats-server refuses every stream change until they fit: "tenant-gateway sync" (or "tenant set-plan") resizes them in the safe order`);
     }
   }
   return parts.join("; ");
+}
+
+/** Does the new max_bytes cap a stream more tightly than the old one (-1: unlimited)? */
+function shrinks(before: { max_bytes?: number }, after: { max_bytes: number }): boolean {
+  const old = before.max_bytes ?? -1;
+  return after.max_bytes >= 0 && (old < 0 || after.max_bytes < old);
 }
 
 /** Bytes a stream reserves against the account's storage (nats-server counts max_bytes × replicas). */
@@ -127,8 +133,9 @@ export class StreamProvisioner implements TenantStreamProvisioner {
    * defines. Every stream is attempted; when any failed, throws `streams_apply_failed` carrying
    * the whole report. Storage is released before it is taken: deletions first, then updates in
    * order of growing reservation, then creations, so a plan change fits whatever its direction.
+   * `shrinkOnly`: only the streams whose max_bytes drops (a plan change, before the account's).
    */
-  async apply(cp: ControlPlane, tenant: LoadedTenant, opts: { prune?: boolean } = {}): Promise<StreamApplyReport> {
+  async apply(cp: ControlPlane, tenant: LoadedTenant, opts: { prune?: boolean; shrinkOnly?: boolean } = {}): Promise<StreamApplyReport> {
     const { dir, specs } = await this.specs(cp, tenant);
     const slug = tenant.record.slug;
     const mapper = tenantSubjectMapper(slug);
@@ -147,7 +154,7 @@ export class StreamProvisioner implements TenantStreamProvisioner {
       for (const si of existing.values()) {
         const stream = si.config.name;
         if (wanted.has(stream)) continue;
-        if (!opts.prune) {
+        if (!opts.prune || opts.shrinkOnly) {
           results.set(stream, { stream, action: "unmanaged", subjects: edgeSubjects(si.config.subjects, mapper) });
           continue;
         }
@@ -157,7 +164,10 @@ export class StreamProvisioner implements TenantStreamProvisioner {
         });
       }
 
-      const present = specs.filter((s) => existing.has(s.config.name)).map((spec) => ({ spec, before: existing.get(spec.config.name)!.config }));
+      const present = specs
+        .filter((s) => existing.has(s.config.name))
+        .map((spec) => ({ spec, before: existing.get(spec.config.name)!.config }))
+        .filter(({ spec, before }) => !opts.shrinkOnly || shrinks(before, spec.config));
       present.sort((a, b) => reservation(a.spec.config) - reservation(a.before) - (reservation(b.spec.config) - reservation(b.before)));
       for (const { spec, before } of present) {
         const stream = spec.config.name;
@@ -184,7 +194,7 @@ export class StreamProvisioner implements TenantStreamProvisioner {
         );
       }
 
-      for (const spec of specs.filter((s) => !existing.has(s.config.name))) {
+      for (const spec of specs.filter((s) => !existing.has(s.config.name) && !opts.shrinkOnly)) {
         const stream = spec.config.name;
         await attempt(stream, async () => {
           await jsm.streams.add({ ...spec.config });
@@ -193,7 +203,7 @@ export class StreamProvisioner implements TenantStreamProvisioner {
       }
 
       // Report in template order, then the streams no template defines.
-      const ordered = [...specs.map((s) => results.get(s.config.name)!), ...[...results.values()].filter((r) => !wanted.has(r.stream))];
+      const ordered = [...specs.flatMap((s) => results.get(s.config.name) ?? []), ...[...results.values()].filter((r) => !wanted.has(r.stream))];
       const exceeded = ordered.some((r) => r.action === "failed" && r.error.code === "jetstream_resources_exceeded");
       return { results: ordered, hint: exceeded ? await reservationHint(jsm, await listStreams(jsm)) : "" };
     });
@@ -205,6 +215,51 @@ export class StreamProvisioner implements TenantStreamProvisioner {
       throw new CodedError("streams_apply_failed", message, { details: { report } });
     }
     return report;
+  }
+
+  /**
+   * Whether the tenant's streams can move to the plan its record names (before the account does):
+   * refuses with `streams_exceed_plan` when a stream holds more than its new max_bytes (shrinking
+   * it would drop its oldest messages) or when the streams no template defines leave the managed
+   * ones too little of the plan's storage. Changes nothing.
+   */
+  async checkResize(cp: ControlPlane, tenant: LoadedTenant): Promise<StreamResize> {
+    const { specs } = await this.specs(cp, tenant);
+    const { record } = tenant;
+    const plan = getPlan(await cp.plans(), record.plan);
+    const existing = await this.withJetStream(cp, tenant, listStreams);
+    const kindOf = (storage: string | undefined): "disk" | "memory" => (storage === "memory" ? "memory" : "disk");
+    const reserved = { disk: 0, memory: 0 };
+    const after = { disk: 0, memory: 0 };
+    const problems: string[] = [];
+    const unmanaged: string[] = [];
+    let shrinking = false;
+    for (const si of existing) {
+      const kind = kindOf(si.config.storage);
+      reserved[kind] += reservation(si.config);
+      const spec = specs.find((s) => s.config.name === si.config.name);
+      if (!spec) {
+        after[kind] += reservation(si.config);
+        if (reservation(si.config) > 0) unmanaged.push(`${si.config.name} (${formatBytes(reservation(si.config))})`);
+        continue;
+      }
+      after[kind] += reservation(spec.config);
+      if (!shrinks(si.config, spec.config)) continue;
+      shrinking = true;
+      if (si.state.bytes > spec.config.max_bytes) problems.push(`stream ${si.config.name} holds ${formatBytes(si.state.bytes)}, plan "${record.plan}" gives it ${formatBytes(spec.config.max_bytes)}`);
+    }
+    for (const spec of specs.filter((s) => !existing.some((si) => si.config.name === s.config.name))) after[kindOf(spec.config.storage)] += reservation(spec.config);
+    for (const [kind, allowed] of [["disk", plan.jetstream.disk], ["memory", plan.jetstream.memory]] as const) {
+      if (allowed >= 0 && after[kind] > allowed) {
+        problems.push(`its streams would reserve ${formatBytes(after[kind])} of JetStream ${kind}, plan "${record.plan}" allows ${formatBytes(allowed)}${unmanaged.length > 0 ? ` (streams no template defines: ${unmanaged.join(", ")})` : ""}`);
+      }
+    }
+    if (problems.length > 0) {
+      throw new CodedError("streams_exceed_plan", `tenant ${record.slug} cannot move to plan "${record.plan}": ${problems.join("; ")}; purge or delete what it no longer needs, or choose a larger plan`, {
+        details: { tenant: record.slug, plan: record.plan },
+      });
+    }
+    return { shrinks: shrinking, reserved };
   }
 
   /**

@@ -87,7 +87,7 @@ export function tenantCommand(): Command {
     .action(
       action<NatsOptions>(async (opts, slug) =>
         withControlPlane(opts, async (cp) => {
-          const record = await new TenantService(cp).suspend(slug!);
+          const record = await new TenantService(cp, tenantStreamProvisioner).suspend(slug!);
           return { json: { slug, status: record.status, suspended_at: record.suspended_at }, text: [`tenant ${slug}: ${record.status} since ${record.suspended_at}`] };
         }),
       ),
@@ -99,7 +99,7 @@ export function tenantCommand(): Command {
     .action(
       action<NatsOptions>(async (opts, slug) =>
         withControlPlane(opts, async (cp) => {
-          const record = await new TenantService(cp).resume(slug!);
+          const record = await new TenantService(cp, tenantStreamProvisioner).resume(slug!);
           return { json: { slug, status: record.status }, text: [`tenant ${slug}: ${record.status}`] };
         }),
       ),
@@ -108,12 +108,17 @@ export function tenantCommand(): Command {
   sub("set-plan")
     .argument("<slug>")
     .argument("<plan>")
-    .description("move a tenant to another plan (limits change live)")
+    .description("move a tenant to another plan: streams resized (shrunk before the account, grown after), limits live; refused when its streams hold more than the plan allows")
     .action(
       action<NatsOptions>(async (opts, slug, plan) =>
         withControlPlane(opts, async (cp) => {
-          const record = await new TenantService(cp).setPlan(slug!, plan!);
-          return { json: { slug, plan: record.plan }, text: [`tenant ${slug}: plan ${record.plan}`] };
+          const svc = new TenantService(cp, tenantStreamProvisioner);
+          const view = await svc.view(await svc.setPlan(slug!, plan!), true);
+          const streams = Array.isArray(view.streams) ? (view.streams as Array<{ name: string; limits: { max_bytes: number } }>) : [];
+          return {
+            json: { slug, plan: view.plan, limits: view.limits, streams: streams.map((s) => ({ name: s.name, max_bytes: s.limits.max_bytes })) },
+            text: [`tenant ${slug}: plan ${view.plan}`, ...streams.map((s) => `  stream ${s.name.padEnd(12)} max_bytes ${s.limits.max_bytes < 0 ? "unlimited" : s.limits.max_bytes}`)],
+          };
         }),
       ),
     );

@@ -160,6 +160,15 @@ typedef struct {
 static shared_conn EDGE = {.admin = false}, ADMIN = {.admin = true};
 
 static natsConnection *get_conn(shared_conn *c, outcome *o) {
+    /* a connection the library closed (it gives up on some server errors) is replaced, so one
+     * scenario's failure does not fail every later one */
+    if (c->nc != NULL && natsConnection_IsClosed(c->nc)) {
+        jsCtx_Destroy(c->js);
+        natsConnection_Destroy(c->nc);
+        c->nc = NULL;
+        c->js = NULL;
+        c->tried = false;
+    }
     if (!c->tried) {
         c->tried = true;
         natsStatus s = open_conn(&c->nc, c->admin, false, NULL);

@@ -773,13 +773,11 @@ async def s_platform_js_consume_ack():
 
 
 async def s_platform_kv_write():
-    admin = await C.get("admin")
-    kv_admin = await admin_js(admin).key_value(KV)
-    key = f"{RUN}.platform"
-    rev = await kv_admin.put(key, b"from-admin")
-    e = await (await kv_edge()).get(key)
-    expect(e.value == b"from-admin", f"edge read {e.value!r}")
-    return f"admin put rev {rev}, edge read it"
+    # nats-py's KeyValue publishes to $KV.<bucket>.<key> whatever the context's API prefix
+    # (js/client.py key_value(): pre=KV_PRE_TEMPLATE), so a bucket bound through another account's
+    # $JS.<tenant>.API cannot be written, through nats-server alone as through the gateway.
+    raise NotApplicable("nats-py 2.16 KV ignores the JetStream API prefix: put goes to $KV.<bucket>.<key> "
+                        "in the admin's own namespace, so a bucket bound through $JS.<tenant>.API cannot be written")
 
 
 SCENARIOS = [

@@ -45,6 +45,16 @@ export const PLATFORM_PUBLISH_PREFIX = "_tg_to.";
  */
 export const PLATFORM_KV_PREFIX = "_tg_kv.";
 
+/**
+ * A platform session's private namespace inside the PLATFORM account: the client's own inboxes
+ * (`_INBOX.x` → `_tg_s.<session>._INBOX.x`), so no other session receives its replies.
+ */
+export const PLATFORM_SESSION_PREFIX = "_tg_s.";
+
+export function platformSessionPrefix(session: string): string {
+  return `${PLATFORM_SESSION_PREFIX}${session}.`;
+}
+
 export function tenantJetStreamApiPrefix(slug: string): string {
   return `$JS.${slug}.API`;
 }

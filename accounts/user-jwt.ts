@@ -6,7 +6,7 @@
  */
 import type { Permissions } from "@nats-io/jwt";
 import { edgePublishPermissions, edgeSubscribePermissions, TenantStores } from "../common/namespaces.ts";
-import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX } from "./platform-account.ts";
+import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX, PLATFORM_SESSION_PREFIX } from "./platform-account.ts";
 import type { EdgeIdentity, PlatformIdentity } from "../pki/identity.ts";
 import { encodeUserJwt } from "./jwts.ts";
 import { NativeKeyPair } from "./native-keys.ts";
@@ -32,14 +32,24 @@ export function edgeUserPermissions(slug: string, stores: TenantStores = TenantS
 }
 
 /**
- * A platform identity in the PLATFORM account: everything the account's imports reach (every
- * tenant, prefixed, and `$JS.<slug>.API`), never the account's own internals: its JetStream API
- * (audit stream, KV registry), KV and object stores, `$SYS`, or the gateway's `_tg.` subjects.
+ * A platform identity in the PLATFORM account: what the account's imports reach — every tenant
+ * (publishes through `_tg_to.<slug>.`, bucket writes through `_tg_kv.<slug>.`, `$JS.<slug>.API`
+ * and `$JS.<slug>.ACK`), its sessions' private namespaces (`_tg_s.`) — and never the account's own
+ * internals: its JetStream API and advisories (audit stream, KV registry), `$SYS`, `$KV`, `$O`, the
+ * audit subjects, other users' inboxes. A subscription's deny list is checked on every delivery, so
+ * a `>` subscription gets none of them either.
  */
 export function platformUserPermissions(): Permissions {
-  const internals = ["$SYS.>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>", "$O.>", "_tg.>"];
-  // `_tg_to.<slug>.>` and `_tg_kv.<slug>.>` are how the gateway publishes into a tenant for a platform session.
-  return { pub: { allow: [">"], deny: internals }, sub: { allow: [">"], deny: [...internals, `${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`] } };
+  return {
+    pub: {
+      allow: [`${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`, "$JS.*.API.>", "$JS.*.ACK.>", `${PLATFORM_SESSION_PREFIX}>`],
+      deny: ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.EVENT.>", "$SYS.>"],
+    },
+    sub: {
+      allow: [">"],
+      deny: ["$JS.>", "$SYS.>", "$KV.>", "$O.>", "$SRV.>", "_tg.>", `${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`, "_INBOX.>", "_R_.>"],
+    },
+  };
 }
 
 export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner): Promise<MintedUser> {

@@ -14,7 +14,8 @@ export const AUDIT_SUBJECT_PREFIX = "_tg.audit";
 /** The tenant token for operations that span every tenant (`*.events.>`). */
 export const ALL_TENANTS = "_all";
 
-export type AuditOperation = "subscribe" | "unsubscribe" | "publish" | "request" | "jetstream_api" | "jetstream_ack" | "kv_write";
+/** `receive`: messages of a tenant delivered on one subscription (one record, then summaries). */
+export type AuditOperation = "subscribe" | "unsubscribe" | "receive" | "publish" | "request" | "jetstream_api" | "jetstream_ack" | "kv_write";
 
 export interface AuditRecord {
   time: string;

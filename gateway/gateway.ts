@@ -159,8 +159,12 @@ export class Gateway {
       } else if (config.sync_on_start) {
         const result = await new TenantService(cp, tenantStreamProvisioner).sync();
         const failed = result.tenants.filter((t) => t.result === "failed");
-        log.info({ event: "sync", tenants: result.tenants.length, failed: failed.length }, "accounts and streams synchronised with NATS");
-        for (const f of failed) log.error({ event: "sync_failed", tenant: f.slug, error: f.error }, "tenant could not be synchronised");
+        const pushed = result.tenants.filter((t) => t.result === "pushed").length;
+        log.info({ event: "sync", tenants: result.tenants.length, pushed, failed: failed.length, platform: result.platform_result }, "accounts and streams synchronised with NATS");
+        for (const f of failed) log.error({ event: "sync_failed", tenant: f.slug, code: f.code, error: f.error }, "tenant could not be synchronised");
+        for (const r of result.tenants.filter((t) => t.jetstream?.status === "repaired")) {
+          log.warn({ event: "jetstream_repaired", tenant: r.slug, dead: r.jetstream?.dead }, "the tenant's JetStream had stopped taking messages and was restarted");
+        }
       }
       directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
       const stores = await templateStores(config.data_dir);
@@ -259,7 +263,7 @@ export class Gateway {
         fields: { platform: identity.name, cn: identity.cn },
         maxPayload,
         user: () => this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, PLATFORM_CACHE_KEY, () => mintPlatformUser(identity, signer)),
-        rewriter: (events) => new PlatformRewriter({ maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events, stores: this.stores }),
+        rewriter: (events) => new PlatformRewriter({ session: sessionId, maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events, stores: this.stores }),
       };
     }
     const { identity, tenant } = resolved;

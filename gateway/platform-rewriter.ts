@@ -1,13 +1,21 @@
 /**
  * The decisions of a platform session (an allowed `<name>.platform.serviceradar` identity),
  * without sockets. The session lives in the PLATFORM account, which imports every tenant's
- * namespace and JetStream API, so subjects already are in the tenant-qualified view
- * (`acme-corp.events.x`, `*.events.>`, `$JS.acme-corp.API.…`) and pass unchanged. What the
- * gateway adds: refusing the PLATFORM account's own internals (`$SYS`, its own `$JS.API` — answered
- * as an account without JetStream —, `$KV`, the audit subjects), auditing every cross-tenant
- * operation, writes into a tenant's key-value bucket (`$JS.<slug>.API.$KV.<bucket>.<key>`, what a
- * stock client bound through the API prefix publishes, becomes the import `_tg_kv.<slug>.…`), and
- * JetStream ack subjects that carry their tenant in a form stock clients parse (below).
+ * namespace and JetStream API, so tenant subjects already are in the tenant-qualified view
+ * (`acme-corp.events.x`, `*.events.>`, `$JS.acme-corp.API.…`) and pass unchanged.
+ *
+ * What a platform session sees (issue 13): only tenant namespaces and what is its own. Everything
+ * NATS delivers is checked, never passed blindly: a message whose subject names a tenant (audited
+ * once per subscription and tenant, then in summaries — whatever subscription it arrived on, and
+ * whenever the tenant was created), or a message in the session's own private namespace. The
+ * private namespace holds whatever the client names under a first token starting with `_` (its
+ * inboxes): `_INBOX.x` is `_tg_s.<session>._INBOX.x` inside NATS, so no other session can receive
+ * a reply meant for this one. The PLATFORM account's internals (`$SYS`, `$JS` advisories and its own
+ * JetStream API — answered as an account without JetStream —, `$KV`, the audit subjects, other
+ * clients' inboxes) are refused here and denied by the platform user's permissions underneath.
+ *
+ * Writes into a tenant's key-value bucket (`$JS.<slug>.API.$KV.<bucket>.<key>`, what a stock
+ * client bound through the API prefix publishes) become the import `_tg_kv.<slug>.…`.
  *
  * Ack subjects: nats-server hands out `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
  * (9 tokens), which names no tenant. The client gets the 11-token form
@@ -16,7 +24,7 @@
  * `$JS.<slug>.ACK.<stream>.…`, which the PLATFORM account routes into that tenant. A server ack that
  * already has a domain and hash (`$JS.ACK.<d>.<h>.…`) keeps them as `<d>~<h>` in the hash slot.
  */
-import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX } from "../accounts/platform-account.ts";
+import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX, platformSessionPrefix } from "../accounts/platform-account.ts";
 import { isPrefixedTenantSubject, TenantStores } from "../common/namespaces.ts";
 import { ALL_TENANTS, AUDIT_SUBJECT_PREFIX, type SessionAudit } from "./audit.ts";
 import { jetStreamUnavailable } from "./jetstream-api.ts";
@@ -30,7 +38,8 @@ const DOT = 0x2e;
 const DOLLAR = 0x24;
 const JS_ACK = Buffer.from("$JS.ACK.", "latin1");
 const JS_API = Buffer.from("$JS.API.", "latin1");
-/** `_tg.…` (audit), `_tg_to.…` and `_tg_kv.…` (the publish imports): the gateway's, never a client's. */
+const UNDERSCORE = 0x5f;
+/** `_tg.…` (audit), `_tg_to.…` and `_tg_kv.…` (the publish imports), `_tg_s.…` (sessions' private namespaces): the gateway's, never a client's. */
 const INTERNAL = Buffer.from(AUDIT_SUBJECT_PREFIX.split(".")[0]!, "latin1");
 const PUBLISH_PREFIX = Buffer.from(PLATFORM_PUBLISH_PREFIX, "latin1");
 /** Tokens of an ack subject after `$JS.ACK.`: 7 without a domain, 9 or more with domain and account hash. */
@@ -42,7 +51,7 @@ const OWN_JETSTREAM_HINT = "platform sessions reach a tenant's JetStream with th
 /** Where a publish goes: a tenant (or nowhere in particular), and how it must be written for NATS. */
 interface Target {
   tenant: string | undefined;
-  kind: "subject" | "api" | "ack" | "kv" | "own-api";
+  kind: "subject" | "api" | "ack" | "kv" | "own-api" | "private";
   /** The subject for NATS when it differs from the client's (acks, bucket writes). */
   rewritten?: string;
   api?: string;
@@ -81,6 +90,8 @@ export function tenantAckSubject(clientAck: string): { slug: string; subject: st
 }
 
 export interface PlatformRewriterOptions {
+  /** The session's id: names its private namespace. */
+  session: string;
   maxPayload: number;
   isTenant: (slug: string) => boolean;
   audit: SessionAudit;
@@ -89,20 +100,38 @@ export interface PlatformRewriterOptions {
   stores?: TenantStores;
 }
 
+/** A subscription of the client's: what it named (for the audit), and whether it is in the session's private namespace. */
+interface Subscription {
+  subject: string;
+  private: boolean;
+}
+
 export class PlatformRewriter extends FrameRewriter {
   private readonly subject = new SubjectBytes();
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
   private readonly opts: PlatformRewriterOptions;
+  /** `_tg_s.<session>.`: where the client's own `_…` subjects live inside NATS. */
+  private readonly privatePrefix: Buffer;
+  private readonly subscriptions = new Map<number, Subscription>();
 
   constructor(opts: PlatformRewriterOptions) {
     super(opts.events, { maxPayload: opts.maxPayload });
     this.opts = opts;
+    this.privatePrefix = Buffer.from(platformSessionPrefix(opts.session), "latin1");
   }
 
   /** The session ended: the audit window's summaries are written now. */
   closed(): void {
     this.opts.audit.flush();
+  }
+
+  protected override unsubscribed(sid: number): void {
+    this.subscriptions.delete(sid);
+  }
+
+  private get stores(): TenantStores {
+    return this.opts.stores ?? TenantStores.NONE;
   }
 
   /** What a publish subject reaches, or the verdict that refuses it. */
@@ -133,15 +162,22 @@ export class PlatformRewriter extends FrameRewriter {
     }
     if (t !== SubjectVerdict.Tenant) return t;
     if (startsWith(buf, start, end, INTERNAL)) return SubjectVerdict.Reserved;
+    if (buf[start] === UNDERSCORE) return { tenant: undefined, kind: "private" };
     const first = firstToken(buf, start, end);
-    if (!this.opts.isTenant(first)) return { tenant: undefined, kind: "subject" };
-    // Under a tenant's prefix only what its edge clients can name there: no `$` subject but `$SRV.`.
+    // Outside the session's own namespace, a platform session publishes into tenants only, and
+    // under a tenant's prefix only what its edge clients can name there: no `$` subject but `$SRV.`.
+    if (!this.opts.isTenant(first) || end - start <= first.length + 1) return SubjectVerdict.Reserved;
     if (!isPrefixedTenantSubject(frameString(buf, start + first.length + 1, end))) return SubjectVerdict.Reserved;
     return { tenant: first, kind: "subject" };
   }
 
-  private get stores(): TenantStores {
-    return this.opts.stores ?? TenantStores.NONE;
+  /** A reply subject: into the session's private namespace, unless it names a tenant (a reply that lives in that tenant's view). */
+  private replyOf(buf: Buffer, start: number, end: number): SubjectBytes | SubjectVerdict {
+    const rv = checkTokens(buf, start, end);
+    if (rv !== SubjectVerdict.Tenant) return rv;
+    if (buf[start] === DOLLAR || startsWith(buf, start, end, INTERNAL)) return SubjectVerdict.Reserved;
+    if (buf[start] !== UNDERSCORE && this.opts.isTenant(firstToken(buf, start, end))) return this.reply.set(buf, start, end);
+    return this.reply.set(buf, start, end, this.privatePrefix);
   }
 
   protected fromClient(f: ClientFrame): void {
@@ -154,12 +190,9 @@ export class PlatformRewriter extends FrameRewriter {
         if (typeof target === "number") return this.refuse(target, "Publish", "publish_refused", frameString(buf, f.subjectStart, f.subjectEnd));
         let reply: SubjectBytes | null = null;
         if (f.replyStart >= 0) {
-          const rv = checkTokens(buf, f.replyStart, f.replyEnd);
-          if (rv !== SubjectVerdict.Tenant) return this.refuse(rv, "Publish", "reply_refused", frameString(buf, f.replyStart, f.replyEnd));
-          if (buf[f.replyStart] === DOLLAR || startsWith(buf, f.replyStart, f.replyEnd, INTERNAL)) {
-            return this.refuse(SubjectVerdict.Reserved, "Publish", "reply_refused", frameString(buf, f.replyStart, f.replyEnd));
-          }
-          reply = this.reply.set(buf, f.replyStart, f.replyEnd);
+          const r = this.replyOf(buf, f.replyStart, f.replyEnd);
+          if (typeof r === "number") return this.refuse(r, "Publish", "reply_refused", frameString(buf, f.replyStart, f.replyEnd));
+          reply = r;
         }
         const subjectText = frameString(buf, f.subjectStart, f.subjectEnd);
         if (target.kind === "own-api") return this.ownJetStream(subjectText, reply);
@@ -171,11 +204,9 @@ export class PlatformRewriter extends FrameRewriter {
           else if (target.kind === "kv") this.opts.audit.repeated("kv_write", target.tenant, subjectText);
           else this.opts.audit.repeated(reply ? "request" : "publish", target.tenant, subjectText);
         }
-        // Into a tenant through the PLATFORM account's imports; everything else as it is.
-        const subject =
-          target.rewritten !== undefined
-            ? SubjectBytes.of(target.rewritten)
-            : this.subject.set(buf, f.subjectStart, f.subjectEnd, target.tenant !== undefined && target.kind === "subject" ? PUBLISH_PREFIX : NO_PREFIX);
+        // Into a tenant through the PLATFORM account's imports, or into the session's own namespace.
+        const prefix = target.kind === "subject" ? PUBLISH_PREFIX : target.kind === "private" ? this.privatePrefix : NO_PREFIX;
+        const subject = target.rewritten !== undefined ? SubjectBytes.of(target.rewritten) : this.subject.set(buf, f.subjectStart, f.subjectEnd, prefix);
         out.rewritten(f.verb === ClientVerb.Pub ? WIRE.PUB : WIRE.HPUB, subject, reply, WIRE.BLANK, 0, 1, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
@@ -186,15 +217,19 @@ export class PlatformRewriter extends FrameRewriter {
         if (buf[f.subjectStart] === DOLLAR || startsWith(buf, f.subjectStart, f.subjectEnd, INTERNAL)) {
           return this.refuse(SubjectVerdict.Reserved, "Subscription", "subscribe_refused", subjectText);
         }
-        const first = firstToken(buf, f.subjectStart, f.subjectEnd);
-        const tenant = first === "*" || first === ">" ? ALL_TENANTS : this.opts.isTenant(first) ? first : undefined;
         if (f.queueStart >= 0) {
           const qv = checkQueueName(buf, f.queueStart, f.queueEnd);
           if (qv < 0) return this.refuse(qv, "Subscription", "subscribe_refused", frameString(buf, f.queueStart, f.queueEnd));
         }
-        if (tenant !== undefined) this.opts.audit.now("subscribe", tenant, subjectText);
+        const isPrivate = buf[f.subjectStart] === UNDERSCORE;
+        this.subscriptions.set(f.sid, { subject: subjectText, private: isPrivate });
+        if (!isPrivate) {
+          // The tenant view: a tenant, every tenant, or one not created yet. Deliveries are audited as they come.
+          const first = firstToken(buf, f.subjectStart, f.subjectEnd);
+          this.opts.audit.now("subscribe", first === "*" || first === ">" ? ALL_TENANTS : first, subjectText);
+        }
         const queue = f.queueStart >= 0 ? this.queue.set(buf, f.queueStart, f.queueEnd) : null;
-        out.sub(this.subject.set(buf, f.subjectStart, f.subjectEnd), queue, f.sid);
+        out.sub(this.subject.set(buf, f.subjectStart, f.subjectEnd, isPrivate ? this.privatePrefix : NO_PREFIX), queue, f.sid);
         return;
       }
     }
@@ -214,27 +249,41 @@ export class PlatformRewriter extends FrameRewriter {
   }
 
   protected fromUpstream(f: ServerFrame): void {
-    const out = this.toClient;
     const buf = f.buf;
     switch (f.verb) {
       case ServerVerb.Msg:
       case ServerVerb.Hmsg: {
-        const subject = this.subject.set(buf, f.subjectStart, f.subjectEnd);
+        // The subject: the session's own (prefix removed), a tenant's (audited), or nothing it may see.
+        let subject: SubjectBytes;
+        let tenant: string | undefined;
+        if (startsWith(buf, f.subjectStart, f.subjectEnd, this.privatePrefix)) {
+          subject = this.subject.set(buf, f.subjectStart + this.privatePrefix.length, f.subjectEnd);
+        } else {
+          const first = firstToken(buf, f.subjectStart, f.subjectEnd);
+          if (!this.opts.isTenant(first)) return this.drop("subject", buf, f.subjectStart, f.subjectEnd);
+          tenant = first;
+          subject = this.subject.set(buf, f.subjectStart, f.subjectEnd);
+        }
         let reply: SubjectBytes | null = null;
         if (f.replyStart >= 0) {
-          reply = this.reply.set(buf, f.replyStart, f.replyEnd);
-          if (startsWith(buf, f.replyStart, f.replyEnd, JS_ACK)) {
+          if (startsWith(buf, f.replyStart, f.replyEnd, this.privatePrefix)) reply = this.reply.set(buf, f.replyStart + this.privatePrefix.length, f.replyEnd);
+          else if (startsWith(buf, f.replyStart, f.replyEnd, JS_ACK)) {
             // An ack subject names no tenant; the message's own subject does.
-            const slug = firstToken(buf, f.subjectStart, f.subjectEnd);
-            if (this.opts.isTenant(slug)) reply = SubjectBytes.of(platformAckSubject(frameString(buf, f.replyStart, f.replyEnd), slug));
-          }
+            reply = tenant !== undefined ? SubjectBytes.of(platformAckSubject(frameString(buf, f.replyStart, f.replyEnd), tenant)) : this.reply.set(buf, f.replyStart, f.replyEnd);
+          } else if (this.opts.isTenant(firstToken(buf, f.replyStart, f.replyEnd))) reply = this.reply.set(buf, f.replyStart, f.replyEnd);
+          else return this.drop("reply", buf, f.replyStart, f.replyEnd);
         }
+        if (tenant !== undefined) this.opts.audit.repeated("receive", tenant, this.subscriptions.get(f.sid)?.subject ?? frameString(buf, f.subjectStart, f.subjectEnd));
         this.counters.msgsOut++;
         this.counters.bytesOut += f.payloadEnd - f.payloadStart;
-        out.rewritten(f.verb === ServerVerb.Msg ? WIRE.MSG : WIRE.HMSG, subject, reply, buf, f.subjectEnd, f.replyStart, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
+        this.toClient.rewritten(f.verb === ServerVerb.Msg ? WIRE.MSG : WIRE.HMSG, subject, reply, buf, f.subjectEnd, f.replyStart, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);
         return;
       }
     }
   }
 
+  private drop(kind: "subject" | "reply", buf: Buffer, start: number, end: number): void {
+    this.counters.dropped++;
+    this.events.dropped(kind, frameString(buf, start, end));
+  }
 }

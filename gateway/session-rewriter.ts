@@ -111,6 +111,9 @@ export abstract class FrameRewriter implements SessionRewriter {
   protected abstract fromClient(f: ClientFrame): void;
   /** MSG, HMSG from NATS. */
   protected abstract fromUpstream(f: ServerFrame): void;
+  /** The client ended a subscription (UNSUB); the rewriter forgets what it kept for it. */
+  protected unsubscribed(_sid: number): void {}
+
   /** How a -ERR text from NATS reads to this client. */
   protected natsErrorText(text: string): string {
     return text;
@@ -179,6 +182,7 @@ export abstract class FrameRewriter implements SessionRewriter {
       case ClientVerb.Sub:
         return this.fromClient(f);
       case ClientVerb.Unsub:
+        this.unsubscribed(f.sid);
         return this.toUpstream.unsub(f.sid, f.max);
       case ClientVerb.Ping:
         return this.toUpstream.ping();

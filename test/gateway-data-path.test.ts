@@ -36,7 +36,9 @@ for (const handshakeFirst of [false, true]) {
     t.teardown(() => nc.close());
     const accepted = await dep.logs.waitFor((l) => l.event === "connection_accepted" && l.component === component);
     t.is(accepted.tls_first, handshakeFirst, "the gateway saw the handshake mode the client used");
-    t.is(nc.info?.version, "2.9.10", "INFO mirrors the upstream server's version");
+    const direct = await dep.direct("acme-corp");
+    t.is(nc.info?.version, direct.info?.version, "INFO mirrors the upstream server's version");
+    await direct.close();
     t.true(nc.info?.headers);
     t.true(nc.info?.jetstream);
     const sub = nc.subscribe(`events.${component}.>`);

@@ -220,9 +220,11 @@ test.serial("every cross-tenant operation is audited with identity, tenant, oper
   const session = (await dep.logs.waitFor((l) => l.event === "connection_accepted" && l.platform === "admin" && dep.logs.lines.some((x) => x.event === "audit" && x.session === l.session && x.subject === "acme-corp.audit-check.>"))).session;
   await dep.logs.waitFor((l) => l.event === "audit" && l.session === session && l.subject === "globex.jobs.bulk" && (l.count as number) > 1);
   const mine = auditLines((r) => r.session === session);
-  const subs = mine.filter((r) => r.subject === "acme-corp.audit-check.>");
-  t.is(subs.length, 1, "200 messages received through one subscription: one record");
+  const subs = mine.filter((r) => r.subject === "acme-corp.audit-check.>" && r.operation === "subscribe");
+  t.is(subs.length, 1, "one subscription: one record");
   t.like(subs[0], { identity: "admin", cn: "admin.platform.serviceradar", tenant: "acme-corp", operation: "subscribe" });
+  const received = mine.filter((r) => r.subject === "acme-corp.audit-check.>" && r.operation === "receive");
+  t.deepEqual(received.map((r) => r.count), [1, 199], "200 messages received through it: the first delivery, then one summary");
   const bulk = mine.filter((r) => r.subject === "globex.jobs.bulk");
   t.deepEqual(bulk.map((r) => r.count), [1, 49], "first sighting, then one summary with the repeats");
   t.true(bulk.every((r) => r.tenant === "globex" && r.operation === "publish"));

@@ -1,8 +1,9 @@
 /**
  * Property tests of the platform rewriter, no network: whatever a platform client sends, nothing
  * reaches the PLATFORM account's internals ($SYS, its own $JS.API, $KV, the gateway's `_tg`
- * subjects) except the publish import the gateway itself writes for a known tenant, and the
- * rewriter never throws.
+ * subjects) except the imports the gateway itself writes for a known tenant and the session's own
+ * private namespace; whatever NATS delivers, the client gets only tenant subjects (each tenant
+ * audited) and its own; and the rewriter never throws.
  */
 import { Writable } from "node:stream";
 import test from "ava";
@@ -34,18 +35,38 @@ function rewriter(records: AuditRecord[], ended: SessionEnd[]): PlatformRewriter
   const sink = new Writable({ write: (_c, _e, done) => done() });
   const trail = new AuditTrail(createLogger({ level: "silent", destination: sink }), (_subject, r) => records.push(r));
   const events: RewriterEvents = { ended: (e) => ended.push(e), refused: (e) => ended.push(e), dropped: () => {}, jetStreamRefused: () => {}, natsError: () => {}, natsLameDuck: () => {} };
-  return new PlatformRewriter({ maxPayload: 1024, isTenant: (s) => TENANTS.has(s), audit: new SessionAudit(trail, { identity: "admin", cn: "admin.platform.serviceradar", session: "s1" }, 60_000), events });
+  return new PlatformRewriter({ session: "s1", maxPayload: 1024, isTenant: (s) => TENANTS.has(s), audit: new SessionAudit(trail, { identity: "admin", cn: "admin.platform.serviceradar", session: "s1" }, 60_000), events });
 }
 
 /** A byte nats-server would split an argument on, or DEL. */
 const hasControl = (s: string): boolean => [...s].some((c) => c.charCodeAt(0) <= 0x20 || c.charCodeAt(0) === 0x7f);
 
+const OWN = "_tg_s.s1.";
+
+/** Into a tenant the way its edge clients can name subjects there (no `$` but `$SRV.`). */
+function intoTenant(rest: string): boolean {
+  const [slug, ...tail] = rest.split(".");
+  const inside = tail.join(".");
+  return TENANTS.has(slug!) && inside !== "" && (!inside.startsWith("$") || inside.startsWith("$SRV."));
+}
+
 function allowedUpstream(subject: string): boolean {
   if (hasControl(subject)) return false;
-  if (subject.startsWith("_tg_to.")) return TENANTS.has(subject.split(".")[1]!) && !subject.startsWith("_tg_to.acme-corp._tg");
-  if (subject.startsWith("_tg")) return false;
+  if (subject.startsWith("_tg_to.")) return intoTenant(subject.slice("_tg_to.".length));
+  if (subject.startsWith(OWN)) return !subject.startsWith(`${OWN}_tg`);
+  if (subject.startsWith("_")) return false;
   if (subject.startsWith("$")) return /^\$JS\.(acme-corp|globex)\.(API|ACK)\./.test(subject);
-  return true;
+  return false;
+}
+
+/** A reply the session's answers come back on: its own namespace, or a tenant's view. */
+function allowedReply(reply: string): boolean {
+  return !hasControl(reply) && ((reply.startsWith(OWN) && !reply.startsWith(`${OWN}_tg`)) || TENANTS.has(reply.split(".")[0]!));
+}
+
+/** A subscription: the tenant view (never `$` or `_`), or the session's own namespace. */
+function allowedSubscription(subject: string): boolean {
+  return !hasControl(subject) && (subject.startsWith(OWN) ? !subject.startsWith(`${OWN}_tg`) : !/^(\$|_)/.test(subject));
 }
 
 test("platform sessions never reach the PLATFORM account's internals, whatever they send", (t) => {
@@ -81,8 +102,8 @@ test("platform sessions never reach the PLATFORM account's internals, whatever t
       parser.parse(Buffer.concat(outputs));
       for (const u of upstream) {
         if (u.verb === ClientVerb.Sub) {
-          if (/^(\$|_tg)/.test(u.subject) || hasControl(u.subject)) return false;
-        } else if (!allowedUpstream(u.subject) || (u.reply !== undefined && (/^(\$|_tg)/.test(u.reply) || hasControl(u.reply)))) return false;
+          if (!allowedSubscription(u.subject)) return false;
+        } else if (!allowedUpstream(u.subject) || (u.reply !== undefined && !allowedReply(u.reply))) return false;
       }
       // Every publish into a tenant is audited under that tenant.
       const intoTenants = upstream.filter((u) => u.verb !== ClientVerb.Sub && u.subject.startsWith("_tg_to.")).map((u) => u.subject.split(".")[1]);
@@ -91,4 +112,38 @@ test("platform sessions never reach the PLATFORM account's internals, whatever t
     { numRuns: RUNS },
     ),
   );
+});
+
+// ---- NATS → platform client ----------------------------------------------------------------------
+
+/** Subjects NATS could deliver in the PLATFORM account: tenants', this session's, and everything else that lives there. */
+const deliveredSubject = fc.tuple(
+  fc.constantFrom("acme-corp.", "globex.", "initech.", OWN, "_tg_s.s2.", "_INBOX.", "_tg.audit.acme-corp.", "$JS.EVENT.ADVISORY.API.", "$KV.tenant_gateway_registry.", "$SYS.ACCOUNT.", "_R_.", ""),
+  fc.array(fc.constantFrom("events", "x", "_INBOX", "abc", "1"), { minLength: 1, maxLength: 3 }),
+).map(([p, ts]) => p + ts.join("."));
+
+test("a platform client gets only tenant subjects and its own, and every tenant delivery is audited", (t) => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(deliveredSubject, fc.option(deliveredSubject, { nil: undefined }), fc.integer({ min: 1, max: 3 })), { minLength: 1, maxLength: 10 }), (messages) => {
+      const records: AuditRecord[] = [];
+      const r = rewriter(records, []);
+      // Subscriptions as a curious admin makes them: everything, every tenant's events, its inboxes.
+      r.clientData(Buffer.from("SUB > 1\r\nSUB *.events.> 2\r\nSUB _INBOX.> 3\r\n"));
+      const input = Buffer.concat(messages.map(([subject, reply, sid]) => Buffer.from(`MSG ${subject} ${sid}${reply ? ` ${reply}` : ""} 2\r\nhi\r\n`)));
+      const out = r.upstreamData(input)?.toString("latin1") ?? "";
+      const got = [...out.matchAll(/MSG (\S+) (\d+)(?: (\S+))? 2\r\n/g)].map((m) => ({ subject: m[1]!, sid: Number(m[2]), reply: m[3] }));
+      const ownOrTenant = (s: string): boolean => s.startsWith(OWN) || TENANTS.has(s.split(".")[0]!);
+      const expected = messages.filter(([subject, reply]) => ownOrTenant(subject) && (reply === undefined || ownOrTenant(reply)));
+      if (got.length !== expected.length) return false;
+      for (const [i, [subject, reply]] of expected.entries()) {
+        const view = (s: string): string => (s.startsWith(OWN) ? s.slice(OWN.length) : s);
+        if (got[i]!.subject !== view(subject) || got[i]!.reply !== (reply === undefined ? undefined : view(reply))) return false;
+      }
+      // Every tenant whose message was delivered has a receive record, whatever the subscription.
+      const delivered = new Set(expected.map(([subject]) => subject.split(".")[0]!).filter((s) => TENANTS.has(s)));
+      return [...delivered].every((slug) => records.some((rec) => rec.operation === "receive" && rec.tenant === slug));
+    }),
+    { numRuns: RUNS },
+  );
+  t.pass();
 });

@@ -99,9 +99,9 @@ test.serial("suspending a tenant cuts its live connection within a second and re
   const synced = await svc.sync();
   t.like(
     synced.tenants.find((r) => r.slug === "umbrella"),
-    { result: "pushed", status: "suspended" },
+    { result: "unchanged", status: "suspended" },
   );
-  await t.throwsAsync(client(t, after), undefined, "sync re-pushes the suspension, it does not lift it");
+  await t.throwsAsync(client(t, after), undefined, "sync keeps the suspension, it does not lift it");
 
   const resumed = await cliJson<{ slug: string; status: string }>(["tenant", "resume", "umbrella"]);
   t.is(resumed.code, 0, resumed.stderr);

@@ -52,7 +52,11 @@ export function syncCommand(): Command {
         const failed = result.tenants.filter((t) => t.result === "failed");
         return {
           json: result,
-          text: [`platform account ${result.platform}: pushed`, ...result.tenants.map((t) => `  ${t.slug.padEnd(24)} ${t.result}${t.error ? `: ${t.error}` : ""}`), `${result.tenants.length} tenant(s), ${failed.length} failed`],
+          text: [
+            `platform account ${result.platform}: ${result.platform_result}`,
+            ...result.tenants.map((t) => `  ${t.slug.padEnd(24)} ${t.result}${t.jetstream ? `  jetstream ${t.jetstream.status}` : ""}${t.error ? `: ${t.error}` : ""}`),
+            `${result.tenants.length} tenant(s), ${failed.length} failed`,
+          ],
           ...(failed.length > 0 ? { exitCode: 1 } : {}),
         };
       }),

@@ -613,6 +613,11 @@ export function translateRequest(
     }
     if (nestingExceeds(payload, MAX_JSON_DEPTH)) return refuse("jetstream_api_invalid_json", `${verb} request body nests deeper than ${MAX_JSON_DEPTH} levels`, ERR_INVALID_JSON);
     const parsed = parseJson(payload);
+    // `null` (what async-nats sends for "no request") carries no subject: the server reads it as no body.
+    if (parsed === null) {
+      if (BODY_REQUIRED.has(verb)) return refuse("jetstream_api_invalid_json", `${verb} needs a JSON request body`, ERR_INVALID_JSON);
+      return { kind: "forward", subject: tenantSubject, body };
+    }
     if (!isObject(parsed)) return refuse("jetstream_api_invalid_json", `${verb} request body is not a JSON object`, ERR_INVALID_JSON);
     mapRequestBody(decision.request, parsed, edit);
     return { kind: "forward", subject: tenantSubject, body: edit.changed ? Buffer.from(JSON.stringify(parsed)) : payload };

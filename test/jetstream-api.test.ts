@@ -268,6 +268,13 @@ test("a query without subjects is forwarded as the same buffer (no JSON round tr
   t.is(forwarded(request("$JS.API.STREAM.MSG.GET.events", body).out).body, body);
 });
 
+test("a null body (async-nats's empty request) is forwarded as it is where a body is optional, refused where it is required", (t) => {
+  const nul = Buffer.from("null");
+  t.is(forwarded(request("$JS.API.STREAM.INFO.events", nul).out).body, nul);
+  t.is(forwarded(request("$JS.API.STREAM.NAMES", nul).out).body, nul);
+  t.like(refused(request("$JS.API.CONSUMER.CREATE.events", nul).out), { code: 400, errCode: 10025 });
+});
+
 // --- streams ---------------------------------------------------------------------------------------
 
 test("stream info: config.subjects and state.subjects mapped back, a foreign key dropped", (t) => {

@@ -31,9 +31,12 @@ export async function startDecoyService(url: string, files: KeyPairFiles, ca: st
     const svc = await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).add({ name: "globex-decoy", version: "1.0.0", description: "a globex service acme-corp must not discover" });
     svc.addEndpoint("decoy", { subject: "decoy.echo", handler: (_e, m) => void m.respond(m.data) });
     await nc.flush();
+    // Not being discovered from acme-corp proves something only if globex itself discovers it.
+    const seen: string[] = [];
+    for await (const r of await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).client().ping("globex-decoy")) seen.push(r.name);
     const conn = nc;
     return {
-      status: "running",
+      status: seen.includes("globex-decoy") ? "running" : `running, but globex's own $SRV.PING does not find it (${JSON.stringify(seen)})`,
       stop: async () => {
         await svc.stop().catch(() => undefined);
         await conn.close();

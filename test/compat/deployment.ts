@@ -14,14 +14,13 @@ import { startNatsServer, type RunningNatsServer } from "../../accounts/nats-ser
 import { NatsFiles } from "../../accounts/operator.ts";
 import { getPlan } from "../../accounts/plans.ts";
 import { TenantService } from "../../accounts/tenants.ts";
-import { errorMessage } from "../../common/coded-error.ts";
 import { createLogger } from "../../common/logger.ts";
 import { resolveConfig, type GatewayConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
 import { issueComponentFiles, issuePlatformIdentityFiles } from "../../pki/authority.ts";
 import { DataLayout } from "../../pki/layout.ts";
 import { StreamProvisioner } from "../../streams/provisioner.ts";
-import { loadStreamTemplates, TEMPLATES_DIR_ENV } from "../../streams/templates.ts";
+import { TEMPLATES_DIR_ENV } from "../../streams/templates.ts";
 
 export const EDGE_TENANT = "acme-corp";
 export const OTHER_TENANT = "globex";
@@ -90,8 +89,6 @@ export class CompatDeployment {
   private adminFiles: KeyPairFiles | undefined;
   private config: GatewayConfig | undefined;
   private log: GatewayLog | undefined;
-  /** Set when the suite's templates could not be loaded and only its stream templates were used. */
-  templatesProblem: string | undefined;
   /** The edge client's max_payload: the server's, capped by the plan's. */
   maxPayload = 0;
   serverVersion = "";
@@ -131,7 +128,7 @@ export class CompatDeployment {
     process.env.NATS_SERVER_BIN = this.opts.serverBin;
     await initDataDir(layout, { natsPort: -1 });
     this.nats = await startNatsServer(new NatsFiles(layout).serverConfig);
-    const templatesDir = await this.usableTemplates();
+    const templatesDir = this.opts.templatesDir;
     // The gateway reads the templates (kv and object permissions) from the same place.
     process.env[TEMPLATES_DIR_ENV] = templatesDir;
     const cp = await ControlPlane.open({ dataDir: layout.dir, servers: [this.nats.url], pollMs: 100 });
@@ -163,27 +160,6 @@ export class CompatDeployment {
       },
     });
     await this.startGateway();
-  }
-
-  /**
-   * The suite's templates when the template loader takes them; otherwise (a loader without kv and
-   * object kinds) a copy of its stream templates alone, and the reason, so every other cell still runs.
-   */
-  private async usableTemplates(): Promise<string> {
-    try {
-      await loadStreamTemplates(this.opts.templatesDir);
-      return this.opts.templatesDir;
-    } catch (err) {
-      this.templatesProblem = errorMessage(err);
-      const dir = path.join(this.opts.workDir, "stream-templates-only");
-      await fs.mkdir(dir, { recursive: true });
-      for (const name of await fs.readdir(this.opts.templatesDir)) {
-        if (!name.endsWith(".json")) continue;
-        const text = await fs.readFile(path.join(this.opts.templatesDir, name), "utf8");
-        if ((JSON.parse(text) as { kind?: string }).kind === undefined) await fs.writeFile(path.join(dir, name), text);
-      }
-      return dir;
-    }
   }
 
   /** `compat-<client>.partition-1.acme-corp`: the leaf alone, and a copy with leaf + tenant CA. */

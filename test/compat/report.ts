@@ -36,7 +36,6 @@ export interface ServerRun {
   bin: string;
   /** Set when the deployment could not start: every cell of this server fails with it. */
   error?: string;
-  templates_problem?: string;
   decoy: string;
   max_payload: number;
   duration_ms: number;
@@ -121,7 +120,6 @@ export function markdown(results: SuiteResults): string {
       }
       if (notes.length) out.push("<details><summary>failures and n/a reasons</summary>", "", ...notes, "", "</details>", "");
     }
-    if (server.templates_problem) out.push(`Templates: ${oneLine(server.templates_problem)} (kv and object cells ran against a deployment without them).`, "");
     if (server.decoy !== "running") out.push(`globex-decoy service: ${oneLine(server.decoy)}.`, "");
     if (server.readme.length) {
       out.push(`README commands against nats-server ${server.version}:`, "");

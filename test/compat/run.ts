@@ -250,10 +250,6 @@ async function runServer(server: { version: string; bin: string }, clients: stri
     progress(`nats-server ${server.version}: starting the deployment`);
     d = await CompatDeployment.start({ serverBin: server.bin, templatesDir: path.join(HERE, "templates"), clients, port: await freePort(), logFile: path.join(RESULTS, "logs", `${server.version}-gateway.log`), workDir: path.join(workRoot, server.version) });
     result.max_payload = d.maxPayload;
-    if (d.templatesProblem) {
-      result.templates_problem = d.templatesProblem;
-      progress(`  templates: ${d.templatesProblem}; running with the stream templates only`);
-    }
     await d.issueEdge("decoy", OTHER_TENANT);
     decoy = await startDecoyService(d.url, d.edge("decoy", "leaf", OTHER_TENANT), d.rootCa);
     result.decoy = decoy.status;

@@ -593,12 +593,13 @@ var scenarios = map[string]func(*scenario) error{
 
 	"reconnect": func(s *scenario) error {
 		reconnected := make(chan struct{}, 1)
+		closed := make(chan struct{})
 		nc, err := edge(s, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond), nats.ReconnectHandler(func(*nats.Conn) {
 			select {
 			case reconnected <- struct{}{}:
 			default:
 			}
-		}))
+		}), nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 		if err != nil {
 			return err
 		}
@@ -618,8 +619,10 @@ var scenarios = map[string]func(*scenario) error{
 		s.Step("waiting for the client to reconnect by itself")
 		select {
 		case <-reconnected:
+		case <-closed:
+			return fail("the connection closed for good instead of reconnecting (last error: %v)", nc.LastError())
 		case <-time.After(15 * time.Second):
-			return fail("no reconnect within 15 s of the gateway's restart (status %v)", nc.Status())
+			return fail("no reconnect within 15 s of the gateway's restart (status %v, last error: %v)", nc.Status(), nc.LastError())
 		}
 		s.Step("publish after the reconnect")
 		_ = nc.Publish(subject, []byte("after"))

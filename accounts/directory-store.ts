@@ -1,13 +1,37 @@
 /**
  * The default tenant store: plain files in the PKI layout (`tenants/<slug>/…`), which is also
  * the layout of a Kubernetes secret mount. Private keys and seeds are PEM / nkey files readable by
- * the owner only (0600), as OpenSSL tooling expects. `tenant.json` is written last: its presence
- * makes the tenant visible. Changes by other processes are noticed by polling.
+ * the owner only (0600), as OpenSSL tooling expects. A new tenant's `tenant.json` is written last:
+ * its presence makes the tenant visible. Changes by other processes are noticed by polling.
+ *
+ * Registry entries are JSON files `registry/<collection>/<key>.json` holding the value and a
+ * revision; a conditional write holds a lock file beside the entry while it compares and writes.
  */
-import { promises as fs } from "node:fs";
-import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
-import type { DataLayout } from "../pki/layout.ts";
-import { checkRecord, checkSecrets, checkSigningSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantSigningSecrets, type TenantStore } from "./tenant-store.ts";
+import { constants, promises as fs } from "node:fs";
+import path from "node:path";
+import { CodedError } from "../common/coded-error.ts";
+import { fileExists, readTextFile, writeFileAtomic, writeSecretFile, PUBLIC_MODE, SECRET_MODE } from "../common/files.ts";
+import { REGISTRY_KEY, type DataLayout, type RegistryCollection } from "../pki/layout.ts";
+import {
+  checkRecord,
+  checkRegistryKey,
+  checkSecrets,
+  checkSigningSecrets,
+  entryConflict,
+  parseJson,
+  type EntryWriteOptions,
+  type RegistryEntry,
+  type TenantChange,
+  type TenantRecord,
+  type TenantSecrets,
+  type TenantSigningSecrets,
+  type TenantStore,
+} from "./tenant-store.ts";
+
+/** A lock older than this was left by a process that died while writing: it is broken. */
+const STALE_LOCK_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
+
 
 type StoredRecordFile = Omit<TenantRecord, "ca_cert_pem" | "account_jwt">;
 
@@ -98,10 +122,15 @@ export class DirectoryTenantStore implements TenantStore {
       await writeSecretFile(f.accountSeed, secrets.account_seed + "\n");
     }
     if (secrets) await writeSecretFile(f.signingSeed, checkSigningSecrets({ signing_seed: secrets.signing_seed }, `for "${record.slug}"`).signing_seed + "\n");
+    const { ca_cert_pem: _ca, account_jwt: _jwt, ...stored } = record;
+    const writeRecord = (): Promise<void> => writeFileAtomic(f.record, JSON.stringify(stored, null, 2) + "\n");
+    // An existing tenant's record goes first: during a CA rotation a reader then sees the old CA
+    // listed as previous before ca.pem names the new one, never the new CA without the old.
+    const existing = await fileExists(f.record);
+    if (existing) await writeRecord();
     if ((await readTextFile(f.caCert, "CA certificate").catch(() => "")) !== record.ca_cert_pem) await writeFileAtomic(f.caCert, record.ca_cert_pem);
     await writeFileAtomic(f.accountJwt, record.account_jwt + "\n");
-    const { ca_cert_pem: _ca, account_jwt: _jwt, ...stored } = record;
-    await writeFileAtomic(f.record, JSON.stringify(stored, null, 2) + "\n");
+    if (!existing) await writeRecord();
   }
 
   async delete(slug: string): Promise<void> {
@@ -146,6 +175,103 @@ export class DirectoryTenantStore implements TenantStore {
       if (stamps[0] !== "-") result.set(slug, stamps.join("|"));
     }
     return result;
+  }
+
+  async getEntry(collection: RegistryCollection, key: string): Promise<RegistryEntry | undefined> {
+    const file = this.layout.registryEntry(collection, checkRegistryKey(key));
+    let text: string;
+    try {
+      text = await fs.readFile(file, "utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new CodedError("file_unreadable", `cannot read registry entry ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    const stored = parseJson(text, file) as { revision?: unknown; value?: unknown } | null;
+    if (typeof stored !== "object" || stored === null || !Number.isSafeInteger(stored.revision) || !("value" in stored)) {
+      throw new CodedError("corrupt_store", `registry entry ${file} is not {"revision", "value"}; restore it from a backup or delete it`);
+    }
+    return { key, value: stored.value, revision: stored.revision as number };
+  }
+
+  async listEntries(collection: RegistryCollection, prefix = ""): Promise<RegistryEntry[]> {
+    let names: string[];
+    try {
+      names = await fs.readdir(path.join(this.layout.registryDir, collection));
+    } catch {
+      return [];
+    }
+    const keys = names.filter((n) => n.endsWith(".json") && REGISTRY_KEY.test(n.slice(0, -5))).map((n) => n.slice(0, -5));
+    const entries: RegistryEntry[] = [];
+    for (const key of keys.filter((k) => k.startsWith(prefix)).sort()) {
+      const entry = await this.getEntry(collection, key);
+      if (entry) entries.push(entry);
+    }
+    return entries;
+  }
+
+  async putEntry(collection: RegistryCollection, key: string, value: unknown, opts: EntryWriteOptions = {}): Promise<number> {
+    const file = this.layout.registryEntry(collection, checkRegistryKey(key));
+    return this.locked(file, async () => {
+      const current = await this.getEntry(collection, key);
+      if (opts.expectRevision !== undefined && (current?.revision ?? 0) !== opts.expectRevision) throw entryConflict(collection, key, this.layout.registryDir);
+      const revision = (current?.revision ?? 0) + 1;
+      await writeFileAtomic(file, JSON.stringify({ revision, value }, null, 2) + "\n", opts.secret ? SECRET_MODE : PUBLIC_MODE);
+      return revision;
+    });
+  }
+
+  async deleteEntry(collection: RegistryCollection, key: string): Promise<void> {
+    const file = this.layout.registryEntry(collection, checkRegistryKey(key));
+    await this.locked(file, () => fs.rm(file, { force: true }));
+  }
+
+  /** Polls the entry's modification time. */
+  async watchEntry(collection: RegistryCollection, key: string, listener: () => void): Promise<() => void> {
+    const file = this.layout.registryEntry(collection, checkRegistryKey(key));
+    const stamp = (): Promise<string> => fs.stat(file).then((s) => `${s.mtimeMs}:${s.size}`, () => "-");
+    let known = await stamp();
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const tick = async (): Promise<void> => {
+      const now = await stamp();
+      if (stopped) return;
+      if (now !== known) {
+        known = now;
+        listener();
+      }
+      timer = setTimeout(() => void tick(), this.pollMs);
+      timer.unref();
+    };
+    timer = setTimeout(() => void tick(), this.pollMs);
+    timer.unref();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    };
+  }
+
+  /** Runs `fn` holding `<file>.lock` (exclusive create); a lock left by a dead process is broken after STALE_LOCK_MS. */
+  private async locked<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const lock = `${file}.lock`;
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+      try {
+        await (await fs.open(lock, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, SECRET_MODE)).close();
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        const age = await fs.stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
+        if (age > STALE_LOCK_MS) await fs.rm(lock, { force: true });
+        else if (Date.now() > deadline) throw new CodedError("entry_locked", `registry entry ${file} is locked by another process (${lock}); if none is running, remove the lock file`);
+        else await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await fs.rm(lock, { force: true });
+    }
   }
 
   async close(): Promise<void> {}

@@ -2,13 +2,29 @@
  * The tenant store for several gateway replicas: a NATS KV bucket in the PLATFORM account. Each
  * tenant is one key, `tenants.<slug>`, holding the public record and its secrets sealed with
  * AES-256-GCM under the master key. Every replica watches the bucket and sees changes at once.
+ * Registry entries are keys `<collection>.<key>` (JSON values; a conditional write is a KV update
+ * at the expected revision).
  */
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, KvWatchInclude, type KV } from "@nats-io/kv";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
+import type { RegistryCollection } from "../pki/layout.ts";
 import type { MasterKey, SealedBox } from "./secret-box.ts";
-import { checkRecord, checkSecrets, parseJson, type TenantChange, type TenantRecord, type TenantSecrets, type TenantSigningSecrets, type TenantStore } from "./tenant-store.ts";
+import {
+  checkRecord,
+  checkRegistryKey,
+  checkSecrets,
+  entryConflict,
+  parseJson,
+  type EntryWriteOptions,
+  type RegistryEntry,
+  type TenantChange,
+  type TenantRecord,
+  type TenantSecrets,
+  type TenantSigningSecrets,
+  type TenantStore,
+} from "./tenant-store.ts";
 
 export const DEFAULT_REGISTRY_BUCKET = "tenant_gateway_registry";
 const KEY_PREFIX = "tenants.";
@@ -62,12 +78,19 @@ export class KvTenantStore implements TenantStore {
     return value as KvValue;
   }
 
+  /**
+   * Keys under `prefix` (which ends with "."), from the stream's subject index. Not kv.keys(): its
+   * consumer stalls ~30 s when another replica purges a key meanwhile; the index answers in one
+   * request. Deleted keys (markers) are skipped by the readers.
+   */
+  private async keysUnder(prefix: string, oneToken: boolean): Promise<string[]> {
+    const subjectPrefix = `$KV.${this.bucket}.${prefix}`;
+    const info = await this.jsm.streams.info(`KV_${this.bucket}`, { subjects_filter: `${subjectPrefix}${oneToken ? "*" : ">"}` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+  }
+
   async list(): Promise<TenantRecord[]> {
-    // Not kv.keys(): its consumer stalls ~30 s when another replica purges a key meanwhile. The
-    // stream's subject index answers in one request; deleted keys (markers) are skipped by read().
-    const subjectPrefix = `$KV.${this.bucket}.${KEY_PREFIX}`;
-    const info = await this.jsm.streams.info(`KV_${this.bucket}`, { subjects_filter: `${subjectPrefix}*` });
-    const slugs = Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
+    const slugs = await this.keysUnder(KEY_PREFIX, true);
     const records: TenantRecord[] = [];
     for (const slug of slugs.sort()) {
       const v = await this.read(slug);
@@ -121,6 +144,51 @@ export class KvTenantStore implements TenantStore {
         const slug = entry.key.slice(KEY_PREFIX.length);
         listener({ slug, kind: entry.operation === "PUT" ? "put" : "delete" });
       }
+    })();
+    return () => iter.stop();
+  }
+
+  async getEntry(collection: RegistryCollection, key: string): Promise<RegistryEntry | undefined> {
+    const entry = await this.kv.get(`${collection}.${checkRegistryKey(key)}`);
+    if (!entry || entry.operation !== "PUT" || entry.length === 0) return undefined;
+    return { key, value: parseJson(entry.string(), `${this.location}/${collection}.${key}`), revision: entry.revision };
+  }
+
+  async listEntries(collection: RegistryCollection, prefix = ""): Promise<RegistryEntry[]> {
+    // The index is asked for whole tokens; a prefix ending inside a token is filtered here.
+    const whole = prefix.lastIndexOf(".") + 1;
+    const keys = (await this.keysUnder(`${collection}.${prefix.slice(0, whole)}`, false)).map((k) => prefix.slice(0, whole) + k).filter((k) => k.startsWith(prefix));
+    const entries: RegistryEntry[] = [];
+    for (const key of keys.sort()) {
+      const entry = await this.getEntry(collection, key);
+      if (entry) entries.push(entry);
+    }
+    return entries;
+  }
+
+  async putEntry(collection: RegistryCollection, key: string, value: unknown, opts: EntryWriteOptions = {}): Promise<number> {
+    const k = `${collection}.${checkRegistryKey(key)}`;
+    const data = JSON.stringify(value);
+    try {
+      if (opts.expectRevision === 0) return await this.kv.create(k, data);
+      if (opts.expectRevision !== undefined) return await this.kv.update(k, data, opts.expectRevision);
+      return await this.kv.put(k, data);
+    } catch (err) {
+      if (opts.expectRevision !== undefined && /wrong last sequence|key exists|10071/i.test(errorMessage(err))) throw entryConflict(collection, key, this.location);
+      throw err;
+    }
+  }
+
+  async deleteEntry(collection: RegistryCollection, key: string): Promise<void> {
+    await this.kv.purge(`${collection}.${checkRegistryKey(key)}`);
+  }
+
+  /** As watch(): from the key's last value, skipping what predates the call. */
+  async watchEntry(collection: RegistryCollection, key: string, listener: () => void): Promise<() => void> {
+    const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
+    const iter = await this.kv.watch({ key: `${collection}.${checkRegistryKey(key)}`, include: KvWatchInclude.LastValue });
+    void (async () => {
+      for await (const entry of iter) if (entry.revision > from) listener();
     })();
     return () => iter.stop();
   }

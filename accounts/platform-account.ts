@@ -11,6 +11,7 @@ import type { Account, Export, Import } from "@nats-io/jwt";
 import { encodeAccountJwt } from "./jwts.ts";
 import type { NativeKeyPair } from "./native-keys.ts";
 import { PLATFORM_ACCOUNT_NAME, platformAccountClaims } from "./operator.ts";
+import { revokedForGood } from "./user-keys.ts";
 
 /** What each tenant account offers the PLATFORM account (public exports: only the operator signs imports, and only PLATFORM gets any). */
 export function tenantPlatformExports(slug: string): Export[] {
@@ -73,7 +74,9 @@ export function platformImports(tenants: readonly PlatformTenant[]): Import[] {
   ]);
 }
 
-export function encodePlatformAccountJwt(operator: NativeKeyPair, platform: NativeKeyPair, signingKey: string, tenants: readonly PlatformTenant[]): Promise<string> {
+/** `revokedUsers`: platform identities' users revoked for good (revoked platform certificates). */
+export function encodePlatformAccountJwt(operator: NativeKeyPair, platform: NativeKeyPair, signingKey: string, tenants: readonly PlatformTenant[], revokedUsers: readonly string[] = []): Promise<string> {
   const claims: Partial<Account> = { ...platformAccountClaims(signingKey), imports: platformImports([...tenants].sort((a, b) => a.slug.localeCompare(b.slug))) };
+  if (revokedUsers.length > 0) claims.revocations = revokedForGood(revokedUsers);
   return encodeAccountJwt(PLATFORM_ACCOUNT_NAME, platform, operator, claims);
 }

@@ -8,18 +8,23 @@
  * there is nothing to count, and nats-server before 2.10.28 / 2.11.2 treats the account's internal
  * JetStream clients (two per stream, one per consumer) as connections over the limit on every
  * account update, closing them — the streams then stop taking messages until a server restart.
+ *
+ * Single users are revoked by key for good (a revoked certificate's user, a revoked `.creds`
+ * user): NATS cuts their connections when the JWT is pushed and refuses every JWT of theirs, also
+ * one minted later by a gateway replica that has not yet heard of the revocation.
  */
 import type { Account } from "@nats-io/jwt";
 import { decodeJwt, encodeAccountJwt } from "./jwts.ts";
 import { tenantPlatformExports } from "./platform-account.ts";
 import type { NativeKeyPair } from "./native-keys.ts";
 import { accountLimits, type Plan } from "./plans.ts";
+import type { RevokedCertificate, ServiceCredential } from "./tenant-store.ts";
+import { REVOKE_FOREVER, revokedForGood } from "./user-keys.ts";
 
 /** In JWT `revocations`, this key revokes every user whose JWT was issued at or before the time. */
 export const REVOKE_ALL_USERS = "*";
 
-/** 9999-12-31T23:59:59Z: a revocation time no user JWT is issued after. */
-export const REVOKE_FOREVER = 253_402_300_799;
+export { REVOKE_FOREVER };
 
 export interface TenantAccountSpec {
   slug: string;
@@ -38,6 +43,8 @@ export interface TenantAccountSpec {
   storageFloor?: { disk: number; memory: number };
   /** JetStream off for the account (its streams stay on disk): the first half of a JetStream restart. */
   jetstreamOff?: boolean;
+  /** User public keys revoked for good (every JWT of theirs, whenever issued). */
+  revokedUsers?: readonly string[];
 }
 
 /** The larger of two storage limits, -1 (unlimited) winning. */
@@ -62,7 +69,9 @@ export function tenantAccountClaims(spec: TenantAccountSpec, plan: Plan): Partia
     description: `tenant ${spec.slug}`,
   };
   const revoke = spec.suspended ? REVOKE_FOREVER : spec.revokeUsersIssuedBefore;
-  if (revoke !== undefined) claims.revocations = { [REVOKE_ALL_USERS]: revoke };
+  const revocations = revokedForGood(spec.revokedUsers ?? []);
+  if (revoke !== undefined) revocations[REVOKE_ALL_USERS] = revoke;
+  if (Object.keys(revocations).length > 0) claims.revocations = revocations;
   return claims;
 }
 
@@ -74,4 +83,17 @@ export function encodeTenantAccountJwt(spec: TenantAccountSpec, plan: Plan, oper
 export function admitsNewUsers(accountJwt: string, nowSeconds = Math.floor(Date.now() / 1000)): boolean {
   const revoked = decodeJwt<Account>(accountJwt, "account JWT").nats.revocations?.[REVOKE_ALL_USERS];
   return revoked === undefined || revoked < nowSeconds;
+}
+
+/**
+ * The users an account JWT revokes by key: revoked certificates' users and revoked service
+ * credentials, left out once expired (NATS refuses an expired user JWT anyway), so the JWT does
+ * not grow for ever.
+ */
+export function revokedUsersOf(record: { revoked_certificates?: readonly RevokedCertificate[]; credentials?: readonly ServiceCredential[] }, now = Date.now()): string[] {
+  const live = (until: string | undefined): boolean => until === undefined || Date.parse(until) > now;
+  return [
+    ...(record.revoked_certificates ?? []).filter((r) => live(r.not_after)).map((r) => r.user_public_key),
+    ...(record.credentials ?? []).filter((c) => c.revoked_at !== undefined && live(c.expires_at)).map((c) => c.user_public_key),
+  ];
 }

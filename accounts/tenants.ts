@@ -21,11 +21,12 @@ import { assertTenantSlug } from "../pki/names.ts";
 import { deleteAccounts, heldAccountJwt, pushAccountJwt, pushAccountJwtIfChanged, resolverAccounts, sameAccountClaims, type PushResult } from "./claims.ts";
 import { AccountJetStreamProbe, type JetStreamHealth } from "./jetstream-health.ts";
 import { encodePlatformAccountJwt } from "./platform-account.ts";
+import { readPlatformTrust } from "./platform-trust.ts";
 import type { ControlPlane } from "./control-plane.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 import { DEFAULT_PLAN, getPlan, type Plan } from "./plans.ts";
-import { admitsNewUsers, encodeTenantAccountJwt, type TenantAccountSpec } from "./tenant-account.ts";
-import type { TenantRecord, TenantSecrets } from "./tenant-store.ts";
+import { admitsNewUsers, encodeTenantAccountJwt, revokedUsersOf, type TenantAccountSpec } from "./tenant-account.ts";
+import type { PreviousCa, RevokedCertificate, ServiceCredential, TenantRecord, TenantSecrets } from "./tenant-store.ts";
 
 /** Stream provisioning plugs in here (the streams/ module); absent, tenants have no streams. */
 export interface TenantStreamProvisioner {
@@ -91,9 +92,21 @@ export interface TenantView {
   updated_at: string;
   suspended_at?: string;
   ca: Omit<CertificateSummary, "fingerprint_sha256">;
+  /** CAs rotated out: `overlap` while their certificates are still admitted, `ended` after the deadline. */
+  previous_cas: PreviousCaView[];
+  revoked_certificates: Array<Omit<RevokedCertificate, "user_public_key">>;
+  credentials: Array<ServiceCredential & { status: "active" | "revoked" | "expired" }>;
   account: { public_key: string; signing_key: string };
   limits: Plan;
   streams?: unknown;
+}
+
+export type PreviousCaView = Omit<CertificateSummary, "fingerprint_sha256"> & Omit<PreviousCa, "cert_pem"> & { state: "overlap" | "ended" };
+
+/** What `tenant show` and `pki ca-status` say about a CA rotated out. */
+export function previousCaView(previous: PreviousCa, now = Date.now()): PreviousCaView {
+  const { fingerprint_sha256: _fp, ...summary } = summarizeCertificate(new X509Certificate(previous.cert_pem));
+  return { ...summary, retired_at: previous.retired_at, admitted_until: previous.admitted_until, state: Date.parse(previous.admitted_until) > now ? "overlap" : "ended" };
 }
 
 /** nats-server refused a stream change for lack of account storage (the report of a failed apply says). */
@@ -135,6 +148,9 @@ export class TenantService {
       updated_at: record.updated_at,
       ...(record.suspended_at ? { suspended_at: record.suspended_at } : {}),
       ca,
+      previous_cas: (record.previous_cas ?? []).map((p) => previousCaView(p)),
+      revoked_certificates: (record.revoked_certificates ?? []).map(({ user_public_key: _u, ...r }) => r),
+      credentials: (record.credentials ?? []).map((c) => ({ ...c, status: c.revoked_at ? "revoked" : c.expires_at && Date.parse(c.expires_at) <= Date.now() ? "expired" : "active" })),
       account: { public_key: record.account_public_key, signing_key: record.signing_public_key },
       limits: plans.plans[record.plan] ?? getPlan(plans, record.plan),
     };
@@ -180,6 +196,7 @@ export class TenantService {
         account: record.account_public_key,
         signingKey: record.signing_public_key,
         suspended: record.status === "suspended",
+        revokedUsers: revokedUsersOf(record),
         ...overrides,
       },
       plan,
@@ -201,7 +218,9 @@ export class TenantService {
     const records = (await this.cp.store.list()).filter((r) => r.status !== "provisioning" || r.slug === including?.slug);
     if (including && !records.some((r) => r.slug === including.slug)) records.push(including);
     const op = this.cp.operator;
-    const jwt = await encodePlatformAccountJwt(op.operator, op.platform, op.platformSigning.getPublicKey(), records.map((r) => ({ slug: r.slug, account: r.account_public_key })));
+    const { trust } = await readPlatformTrust(this.cp.store);
+    const tenants = records.map((r) => ({ slug: r.slug, account: r.account_public_key }));
+    const jwt = await encodePlatformAccountJwt(op.operator, op.platform, op.platformSigning.getPublicKey(), tenants, revokedUsersOf(trust));
     const { result } = await pushAccountJwtIfChanged(await this.cp.system(), jwt, op.operator.getPublicKey(), { timeoutMs: 60_000 });
     return { tenants: records.length, jwt_bytes: jwt.length, result };
   }
@@ -415,6 +434,17 @@ export class TenantService {
     return this.changed(await this.converge(loaded, { ...loaded.record, plan }));
   }
 
+  /**
+   * A change of an active or suspended tenant's record that its account follows (revoked
+   * certificates and service credentials are revoked users of the account): stored and pushed
+   * through the one convergence path.
+   */
+  async update(slug: string, change: (record: TenantRecord) => TenantRecord): Promise<TenantRecord> {
+    const loaded = await this.load(slug);
+    if (loaded.record.status === "provisioning") throw new CodedError("tenant_provisioning", `tenant "${slug}" is still provisioning; run "tenant-gateway tenant create ${slug}" or "sync" first`);
+    return this.changed(await this.converge(loaded, change(loaded.record)));
+  }
+
   /** The changed record; a JetStream left taking no messages is a failure of the operation (the change itself stays). */
   private changed(done: Converged): TenantRecord {
     if (done.jetstream.status === "unavailable") throw jetstreamUnavailable(done.record, done.jetstream);
@@ -443,6 +473,8 @@ export class TenantService {
     }
     const resolver = await deleteAccounts(await this.cp.system(), this.cp.operator.operator, [loaded.record.account_public_key]);
     await this.cp.store.delete(slug);
+    // Its certificates' inventory goes with it (their CA and account are gone).
+    for (const entry of await this.cp.store.listEntries("certificates", `${slug}.`)) await this.cp.store.deleteEntry("certificates", entry.key);
     await this.pushPlatform();
     return { slug, account: loaded.record.account_public_key, resolver };
   }

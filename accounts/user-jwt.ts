@@ -9,7 +9,8 @@ import { edgePublishPermissions, edgeSubscribePermissions, TenantStores } from "
 import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX, PLATFORM_SESSION_PREFIX } from "./platform-account.ts";
 import type { EdgeIdentity, PlatformIdentity } from "../pki/identity.ts";
 import { encodeUserJwt } from "./jwts.ts";
-import { NativeKeyPair } from "./native-keys.ts";
+import type { NativeKeyPair } from "./native-keys.ts";
+import { certificateUserKey } from "./user-keys.ts";
 
 export interface MintedUser {
   jwt: string;
@@ -53,7 +54,7 @@ export function platformUserPermissions(): Permissions {
 }
 
 export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner): Promise<MintedUser> {
-  const user = NativeKeyPair.create("user");
+  const user = certificateUserKey(signer.signingKey, identity.fingerprint);
   const exp = Math.floor(identity.notAfter.getTime() / 1000);
   const jwt = await encodeUserJwt(identity.cn, user, { signer: signer.signingKey, account: signer.account, permissions: platformUserPermissions(), tags: [`platform:${identity.name}`], exp });
   return { jwt, user, exp };
@@ -66,7 +67,7 @@ export interface AccountSigner {
 }
 
 export async function mintEdgeUser(identity: EdgeIdentity, signer: AccountSigner, stores: TenantStores = TenantStores.NONE): Promise<MintedUser> {
-  const user = NativeKeyPair.create("user");
+  const user = certificateUserKey(signer.signingKey, identity.fingerprint);
   const exp = Math.floor(identity.notAfter.getTime() / 1000);
   const jwt = await encodeUserJwt(identity.cn, user, {
     signer: signer.signingKey,

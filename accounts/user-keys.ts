@@ -17,3 +17,11 @@ export function certificateUserKey(signingKey: NativeKeyPair, fingerprint: strin
   const raw = createHmac("sha256", signingKey.getSeed()).update(DERIVATION_LABEL + fingerprint.toLowerCase()).digest();
   return NativeKeyPair.fromSeed(Codec.encodeSeed(Prefix.User, raw));
 }
+
+/** 9999-12-31T23:59:59Z: a revocation time no user JWT is issued after. */
+export const REVOKE_FOREVER = 253_402_300_799;
+
+/** An account's `revocations` claim revoking these users for good, in a stable order. */
+export function revokedForGood(users: readonly string[]): Record<string, number> {
+  return Object.fromEntries([...new Set(users)].sort().map((key) => [key, REVOKE_FOREVER]));
+}

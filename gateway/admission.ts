@@ -5,12 +5,13 @@
  * gateway would do.
  */
 import type { X509Certificate } from "node:crypto";
-import { identify, IdentityError, type EdgeIdentity, type PlatformIdentity, type TrustStore } from "../pki/identity.ts";
-import type { TenantRecord } from "../accounts/tenant-store.ts";
+import { identify, IdentityError, type EdgeIdentity, type Identity, type PlatformIdentity, type TrustStore } from "../pki/identity.ts";
+import type { RevokedCertificate, TenantRecord } from "../accounts/tenant-store.ts";
 
-/** What admission needs to know of the registry, beyond the CAs: each tenant's status. */
+/** What admission needs to know of the registry, beyond the CAs: each tenant's status, and the certificates revoked. */
 export interface AdmissionRegistry<T extends { record: Pick<TenantRecord, "status"> }> extends TrustStore {
   get(slug: string): T | undefined;
+  revocation(identity: Identity): Pick<RevokedCertificate, "revoked_at" | "reason" | "serial_number"> | undefined;
 }
 
 export type Admitted<T> = { kind: "edge"; identity: EdgeIdentity; tenant: T } | { kind: "platform"; identity: PlatformIdentity };
@@ -24,6 +25,13 @@ export function admit<T extends { record: Pick<TenantRecord, "status"> }>(
   now?: Date,
 ): Admitted<T> {
   const identity = identify(leaf, chain, registry, now);
+  const revoked = registry.revocation(identity);
+  if (revoked) {
+    throw new IdentityError(
+      "certificate_revoked",
+      `certificate "${identity.cn}" (serial ${revoked.serial_number}) was revoked at ${revoked.revoked_at}${revoked.reason ? ` (${revoked.reason})` : ""}; issue the component a new one ("tenant-gateway pki renew")`,
+    );
+  }
   if (identity.kind === "platform") {
     if (!allowedPlatformIdentities.includes(identity.name)) {
       throw new IdentityError("platform_identity_not_allowed", `platform identity "${identity.name}" may not use the gateway (allowed: ${allowedPlatformIdentities.join(", ") || "none"})`);

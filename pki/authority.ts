@@ -2,9 +2,13 @@
  * The certificate authority as files under the data dir: create the platform PKI, tenant CAs,
  * edge and platform identity certificates, and load them back. Each operation writes its files
  * atomically, private keys 0600, and a second run of a create reports `exists` and changes nothing.
+ * Re-issuing an identity over existing files says which certificate it replaced (that one stays
+ * valid until it expires or is revoked); the gateway's server certificate can be re-issued (new
+ * hostnames, renewal) without touching any CA.
  */
 import type { X509Certificate } from "node:crypto";
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import { CodedError } from "../common/coded-error.ts";
 import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
 import {
@@ -81,16 +85,18 @@ async function writeLeaf(files: LeafFiles, leaf: KeyedCertificate, chain: string
 }
 
 export interface PkiInitResult {
-  status: CreateStatus;
+  status: CreateStatus | "reissued";
   root: CertificateSummary & { status: CreateStatus };
   platform_ca: CertificateSummary & { status: CreateStatus };
-  gateway: CertificateSummary & { status: CreateStatus; hostnames: string[] };
+  gateway: CertificateSummary & { status: CreateStatus | "reissued"; hostnames: string[] };
   files: Record<string, string>;
 }
 
 /**
  * Root CA, platform CA and the gateway server certificate. Whatever already exists is kept (each
- * item reports `exists`), unless `force`, which re-creates all three.
+ * item reports `exists`), unless `force`, which re-creates all three. Hostnames the existing
+ * gateway certificate lacks get it re-issued from the same platform CA (`reissued`), keeping its
+ * other names.
  */
 export async function initPki(layout: DataLayout, opts: { hostnames?: string[]; force?: boolean } = {}): Promise<PkiInitResult> {
   const force = opts.force ?? false;
@@ -119,9 +125,15 @@ export async function initPki(layout: DataLayout, opts: { hostnames?: string[]; 
   }
 
   let gateway: X509Certificate;
-  let gwStatus: CreateStatus = "exists";
+  let gwStatus: CreateStatus | "reissued" = "exists";
   if (caStatus === "exists" && (await keep(layout.gatewayCert))) {
     gateway = await readCertificateFile(layout.gatewayCert, "gateway certificate");
+    const names = subjectAltNames(gateway);
+    if ((opts.hostnames ?? []).some((h) => !names.includes(h))) {
+      await reissueGatewayCertificate(layout, { hostnames: opts.hostnames ?? [] });
+      gateway = await readCertificateFile(layout.gatewayCert, "gateway certificate");
+      gwStatus = "reissued";
+    }
   } else {
     const issued = await issueGatewayServerCertificate(platformCa, { hostnames: opts.hostnames ?? [] });
     await writeLeaf({ cert: layout.gatewayCert, key: layout.gatewayKey, chain: layout.gatewayChain }, issued, [platformCa.certPem, root.certPem]);
@@ -129,7 +141,7 @@ export async function initPki(layout: DataLayout, opts: { hostnames?: string[]; 
     gwStatus = "created";
   }
 
-  const status: CreateStatus = [rootStatus, caStatus, gwStatus].includes("created") ? "created" : "exists";
+  const status = [rootStatus, caStatus, gwStatus].includes("created") ? "created" : gwStatus === "reissued" ? "reissued" : "exists";
   return {
     status,
     root: { status: rootStatus, ...summarizeCertificate(root.cert) },
@@ -147,8 +159,54 @@ export async function initPki(layout: DataLayout, opts: { hostnames?: string[]; 
   };
 }
 
-function subjectAltNames(cert: X509Certificate): string[] {
+export function subjectAltNames(cert: X509Certificate): string[] {
   return (cert.subjectAltName ?? "").split(", ").filter(Boolean).map((s) => s.replace(/^(DNS|IP Address|URI):/, ""));
+}
+
+export interface GatewayCertificateResult extends CertificateSummary {
+  status: "reissued";
+  hostnames: string[];
+  replaced?: ReplacedCertificate;
+  files: { cert: string; key: string; chain: string };
+}
+
+/**
+ * A new key and server certificate for the gateway from the current platform CA: its names are the
+ * current certificate's plus `hostnames` (or exactly `hostnames`, with `replaceHostnames`). No CA
+ * changes; a running gateway serves it after a restart.
+ */
+export async function reissueGatewayCertificate(layout: DataLayout, opts: { hostnames?: string[]; replaceHostnames?: boolean; days?: number } = {}): Promise<GatewayCertificateResult> {
+  const platformCa = await loadPlatformCa(layout);
+  const root = await loadRoot(layout);
+  const current = (await fileExists(layout.gatewayCert)) ? await readCertificateFile(layout.gatewayCert, "gateway certificate") : undefined;
+  const kept = opts.replaceHostnames || !current ? [] : subjectAltNames(current);
+  const issued = await issueGatewayServerCertificate(platformCa, { hostnames: [...kept, ...(opts.hostnames ?? [])], ...(opts.days === undefined ? {} : { days: opts.days }) });
+  const files = { cert: layout.gatewayCert, key: layout.gatewayKey, chain: layout.gatewayChain };
+  await writeLeaf(files, issued, [platformCa.certPem, root.certPem]);
+  return { status: "reissued", hostnames: subjectAltNames(issued.cert), ...summarizeCertificate(issued.cert), ...(current ? { replaced: replacedBy(current) } : {}), files };
+}
+
+/** Replaces the platform CA's files (a rotation: see accounts/ca-rotation.ts); the certificate last, as it marks the CA complete. */
+export async function writePlatformCa(layout: DataLayout, ca: KeyedCertificate): Promise<void> {
+  await writeSecretFile(layout.platformCaKey, ca.keyPem);
+  await writeFileAtomic(layout.platformCaCert, ca.certPem);
+}
+
+/** The certificate an issue over existing files replaced: it stays valid until it expires or is revoked. */
+export interface ReplacedCertificate {
+  serial_number: string;
+  fingerprint_sha256: string;
+  not_after: string;
+}
+
+function replacedBy(cert: X509Certificate): ReplacedCertificate {
+  const s = summarizeCertificate(cert);
+  return { serial_number: s.serial_number, fingerprint_sha256: s.fingerprint_sha256, not_after: s.not_after };
+}
+
+export async function currentLeaf(files: LeafFiles): Promise<ReplacedCertificate | undefined> {
+  if (!(await fileExists(files.cert))) return undefined;
+  return replacedBy(await readCertificateFile(files.cert, "certificate"));
 }
 
 export interface TenantCaResult extends CertificateSummary {
@@ -169,6 +227,12 @@ export async function loadTenantCa(layout: DataLayout, slug: string): Promise<Ke
 export async function ensureTenantCa(layout: DataLayout, slug: string, opts: { validityYears?: number; force?: boolean } = {}): Promise<TenantCaResult> {
   assertTenantSlug(slug);
   const files = layout.tenantCa(slug);
+  if (opts.force && (await fileExists(layout.tenantRecord(slug).record))) {
+    throw new CodedError(
+      "tenant_registered",
+      `tenant "${slug}" is registered: replacing its CA here would cut every certificate it issued at once; rotate it with an overlap instead: "tenant-gateway pki rotate-ca ${slug} --overlap 30d"`,
+    );
+  }
   const describe = (cert: X509Certificate, status: CreateStatus): TenantCaResult => ({
     status,
     tenant_slug: slug,
@@ -191,6 +255,8 @@ export interface LeafResult extends CertificateSummary {
   status: "created";
   common_name: string;
   files: LeafFiles;
+  /** The certificate these files held before: still valid until it expires or is revoked. */
+  replaced?: ReplacedCertificate;
 }
 
 /** `tenantCa`: the CA from the tenant store (the KV store keeps no CA files); default: the data dir's files. */
@@ -203,8 +269,9 @@ export async function issueComponentFiles(layout: DataLayout, spec: EdgeCertific
   const root = await loadRoot(layout);
   const leaf = await issueEdgeCertificate(ca, spec);
   const files = layout.component(spec.tenant, spec.component, spec.partition);
+  const replaced = await currentLeaf(files);
   await writeLeaf(files, leaf, [ca.certPem, root.certPem]);
-  return { status: "created", common_name: cn, tenant_slug: spec.tenant, component: spec.component, partition: spec.partition, ...summarizeCertificate(leaf.cert), files };
+  return { status: "created", common_name: cn, tenant_slug: spec.tenant, component: spec.component, partition: spec.partition, ...summarizeCertificate(leaf.cert), files, ...(replaced ? { replaced } : {}) };
 }
 
 export async function issuePlatformIdentityFiles(layout: DataLayout, name: string, opts: { days?: number } = {}): Promise<LeafResult & { name: string }> {
@@ -214,8 +281,33 @@ export async function issuePlatformIdentityFiles(layout: DataLayout, name: strin
   const root = await loadRoot(layout);
   const leaf = await issuePlatformIdentity(platformCa, name, opts);
   const files = layout.platformIdentity(name);
+  const replaced = await currentLeaf(files);
   await writeLeaf(files, leaf, [platformCa.certPem, root.certPem]);
-  return { status: "created", common_name: cn, name, ...summarizeCertificate(leaf.cert), files };
+  return { status: "created", common_name: cn, name, ...summarizeCertificate(leaf.cert), files, ...(replaced ? { replaced } : {}) };
+}
+
+/**
+ * An issued certificate still in the data dir's files (edge components of a tenant, or platform
+ * identities), by serial or fingerprint: what `pki revoke` falls back to for certificates issued
+ * before the registry kept an inventory.
+ */
+export async function findCertificateFile(layout: DataLayout, scope: { tenant: string } | { platform: true }, match: { serial?: string; fingerprint?: string }): Promise<X509Certificate | undefined> {
+  const dir = "tenant" in scope ? path.join(layout.tenantDir(scope.tenant), "components") : path.join(layout.platformDir, "identities");
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return undefined;
+  }
+  const serial = match.serial?.replaceAll(":", "").toLowerCase();
+  const fingerprint = match.fingerprint?.replaceAll(":", "").toLowerCase();
+  for (const name of names.filter((n) => n.endsWith(".pem") && !n.endsWith("-key.pem") && !n.endsWith("-chain.pem"))) {
+    const cert = await readCertificateFile(path.join(dir, name)).catch(() => undefined);
+    if (!cert) continue;
+    const s = summarizeCertificate(cert);
+    if (s.serial_number === serial || s.fingerprint_sha256 === fingerprint) return cert;
+  }
+  return undefined;
 }
 
 /** Slugs that have a tenant directory with a CA certificate. */

@@ -3,6 +3,10 @@
  * client claims (architecture brief, section 2): the chain must verify to our root, the CN must
  * parse strictly, and the CA that issued the leaf must be the active CA of the tenant the CN names
  * (compared by SPKI SHA-256), or a platform CA for a platform CN.
+ *
+ * During a CA rotation the previous CA is still admitted until its overlap deadline: an identity it
+ * issued is accepted with `notAfter` no later than the deadline (the user JWT minted for it expires
+ * then, so NATS ends its session at the deadline), and refused afterwards (`retired_ca`).
  */
 import type { X509Certificate } from "node:crypto";
 import { CodedError } from "../common/coded-error.ts";
@@ -23,7 +27,9 @@ export type IdentityErrorCode =
   | "not_a_client_certificate"
   | "expired"
   | "not_yet_valid"
-  | "bad_signature";
+  | "bad_signature"
+  | "retired_ca"
+  | "certificate_revoked";
 
 export class IdentityError extends CodedError<IdentityErrorCode> {}
 
@@ -33,9 +39,12 @@ export interface EdgeIdentity {
   tenant: string;
   component: string;
   partition: string;
+  /** The certificate's expiry, or the end of its CA's overlap when that comes first. */
   notAfter: Date;
-  /** SHA-256 fingerprint of the leaf, hex: the key for caches of verified identities. */
+  /** SHA-256 fingerprint of the leaf, hex: the key for caches of verified identities and for revocations. */
   fingerprint: string;
+  /** Serial number, lower-case hex (absent only in identities made up by tests). */
+  serial?: string;
 }
 
 export interface PlatformIdentity {
@@ -44,15 +53,19 @@ export interface PlatformIdentity {
   name: string;
   notAfter: Date;
   fingerprint: string;
+  serial?: string;
 }
 
 export type Identity = EdgeIdentity | PlatformIdentity;
 
-/** A CA the gateway knows under its root. */
-export type KnownCa = { kind: "platform"; cert: X509Certificate; spki: string } | { kind: "tenant"; slug: string; cert: X509Certificate; spki: string };
+/**
+ * A CA the gateway knows under its root. `admittedUntil`: a previous CA (rotated out), whose
+ * certificates are admitted until then; absent for an active CA.
+ */
+export type KnownCa = ({ kind: "platform"; cert: X509Certificate; spki: string } | { kind: "tenant"; slug: string; cert: X509Certificate; spki: string }) & { admittedUntil?: Date };
 
 /** A CA to put into a CaIndex. */
-export type CaEntry = { kind: "platform"; cert: X509Certificate } | { kind: "tenant"; slug: string; cert: X509Certificate };
+export type CaEntry = ({ kind: "platform"; cert: X509Certificate } | { kind: "tenant"; slug: string; cert: X509Certificate }) & { admittedUntil?: Date };
 
 /**
  * What identify() trusts: the root, and the CAs under it by subject name. For a tenant, only the
@@ -67,6 +80,19 @@ export interface TrustStore {
 }
 
 const TENANT_CA_CN = /^tenant-([a-z0-9-]+)\.ca\.serviceradar$/;
+
+/** A previous CA's certificates are admitted until its deadline, with a notAfter no later than it. */
+function withinOverlap(known: KnownCa, cn: string, notAfter: Date, now: Date): Date {
+  if (!known.admittedUntil) return notAfter;
+  if (now.getTime() >= known.admittedUntil.getTime()) {
+    const whose = known.kind === "tenant" ? `tenant "${known.slug}"` : "the platform";
+    throw new IdentityError(
+      "retired_ca",
+      `certificate "${cn}" is signed by a previous CA of ${whose}, whose overlap ended at ${known.admittedUntil.toISOString()}; renew it from the active CA ("tenant-gateway pki renew")`,
+    );
+  }
+  return notAfter.getTime() < known.admittedUntil.getTime() ? notAfter : known.admittedUntil;
+}
 
 function checkValidity(cert: X509Certificate, now: Date, what: string): void {
   if (now.getTime() < new Date(cert.validFrom).getTime()) {
@@ -134,9 +160,10 @@ export function identify(leaf: X509Certificate | undefined, chain: readonly X509
   const issuerTenant = known?.kind === "tenant" ? known.slug : TENANT_CA_CN.exec(commonNameOf(issuer.subject) ?? "")?.[1];
   const notAfter = new Date(leaf.validTo);
   const fingerprint = leaf.fingerprint256.replaceAll(":", "").toLowerCase();
+  const serial = leaf.serialNumber.toLowerCase();
 
   if (parsed.kind === "platform") {
-    if (known?.kind === "platform") return { kind: "platform", cn, name: parsed.name, notAfter, fingerprint };
+    if (known?.kind === "platform") return { kind: "platform", cn, name: parsed.name, notAfter: withinOverlap(known, cn, notAfter, now), fingerprint, serial };
     if (issuerTenant !== undefined) {
       throw new IdentityError("platform_cn_from_tenant_ca", `platform identity "${cn}" is signed by tenant CA of "${issuerTenant}"; only the platform CA may issue platform identities`);
     }
@@ -144,9 +171,9 @@ export function identify(leaf: X509Certificate | undefined, chain: readonly X509
   }
 
   const activeSpki = trust.activeTenantCaSpki(parsed.tenant);
-  if (activeSpki !== undefined && activeSpki === issuerSpki) {
-    return { kind: "edge", cn, tenant: parsed.tenant, component: parsed.component, partition: parsed.partition, notAfter, fingerprint };
-  }
+  const edge = (until: Date): EdgeIdentity => ({ kind: "edge", cn, tenant: parsed.tenant, component: parsed.component, partition: parsed.partition, notAfter: until, fingerprint, serial });
+  if (activeSpki !== undefined && activeSpki === issuerSpki) return edge(notAfter);
+  if (activeSpki !== undefined && known?.kind === "tenant" && known.slug === parsed.tenant && known.admittedUntil) return edge(withinOverlap(known, cn, notAfter, now));
   if (issuerTenant !== undefined && issuerTenant !== parsed.tenant) {
     throw new IdentityError("tenant_slug_mismatch", `certificate "${cn}" names tenant "${parsed.tenant}" but is signed by the CA of tenant "${issuerTenant}"`);
   }
@@ -172,7 +199,7 @@ export class CaIndex implements TrustStore {
       const list = this.bySubject.get(ca.cert.subject) ?? [];
       list.push(known);
       this.bySubject.set(ca.cert.subject, list);
-      if (known.kind === "tenant") this.tenantSpki.set(known.slug, known.spki);
+      if (known.kind === "tenant" && !known.admittedUntil) this.tenantSpki.set(known.slug, known.spki);
     }
   }
 

@@ -34,6 +34,16 @@ export interface LeafFiles {
   chain: string;
 }
 
+/**
+ * Collections of registry entries beside the tenant records: the inventory of issued certificates
+ * (`<tenant-slug | platform>.<serial>`), onboarding packages (`<package-id>`) and the platform's
+ * trust state (`trust`: the platform CA's rotation, platform certificate revocations).
+ */
+export type RegistryCollection = "certificates" | "packages" | "platform";
+
+/** Keys of registry entries: dot-separated tokens that are valid file names and NATS KV keys. */
+export const REGISTRY_KEY = /^[a-z0-9][a-z0-9_-]*(\.[a-z0-9][a-z0-9_-]*)*$/;
+
 export class DataLayout {
   readonly dir: string;
 
@@ -86,6 +96,21 @@ export class DataLayout {
   component(slug: string, component: string, partition: string): LeafFiles {
     const base = path.join(this.tenantDir(slug), "components", `${component}-${partition}`);
     return { cert: `${base}.pem`, key: `${base}-key.pem`, chain: `${base}-chain.pem` };
+  }
+  /** A `.creds` file issued for a service of the tenant (`tenant creds`). */
+  tenantCreds(slug: string, name: string): string {
+    return path.join(this.tenantDir(slug), "creds", `${name}.creds`);
+  }
+  /** Registry entries of the directory store (the KV store keeps them in its bucket). */
+  get registryDir(): string {
+    return path.join(this.dir, "registry");
+  }
+  registryEntry(collection: RegistryCollection, key: string): string {
+    return path.join(this.registryDir, collection, `${key}.json`);
+  }
+  /** Operator-supplied templates of onboarding bundles, overriding the built-in ones file by file. */
+  get onboardingTemplatesDir(): string {
+    return path.join(this.dir, "onboarding", "templates");
   }
   /** NATS material: operator, system and platform accounts, server config, resolver and JetStream dirs. */
   get natsDir(): string {

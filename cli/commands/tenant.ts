@@ -1,10 +1,11 @@
-/** `tenant-gateway tenant …`: tenant lifecycle, each step live in NATS. */
+/** `tenant-gateway tenant …`: tenant lifecycle and its services' credentials, each step live in NATS. */
 import { Command } from "commander";
 import { CodedError } from "../../common/coded-error.ts";
+import { issueCredential, revokeCredential } from "../../accounts/service-credentials.ts";
 import { TenantService, type TenantView } from "../../accounts/tenants.ts";
 import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
 import { withControlPlane, withNatsOptions, type NatsOptions } from "../nats-options.ts";
-import { action, withCommonOptions } from "../output.ts";
+import { action, collect, parseIntegerOption, withCommonOptions } from "../output.ts";
 
 function limitText(n: number): string {
   return n < 0 ? "unlimited" : String(n);
@@ -19,10 +20,13 @@ function viewText(v: TenantView): string[] {
     `  plan             ${v.plan}`,
     `  CA               ${v.ca.subject_cn}  serial ${v.ca.serial_number}  expires ${v.ca.not_after}`,
     `  CA spki_sha256   ${v.ca.spki_sha256}`,
+    ...v.previous_cas.map((p) => `  previous CA      serial ${p.serial_number}  ${p.state === "overlap" ? "admitted until" : "refused since"} ${p.admitted_until}`),
     `  account          ${v.account.public_key}`,
     `  limits           connections ${limitText(v.limits.connections)}, subscriptions ${limitText(v.limits.subscriptions)}, payload ${limitText(v.limits.max_payload)}`,
     `  JetStream        memory ${limitText(js.memory)}, disk ${limitText(js.disk)}, streams ${limitText(js.streams)}, consumers ${limitText(js.consumers)}`,
   ];
+  for (const r of v.revoked_certificates) lines.push(`  revoked          ${r.serial_number}  ${r.subject_cn}  ${r.revoked_at}${r.reason ? `  (${r.reason})` : ""}`);
+  for (const c of v.credentials) lines.push(`  credentials      ${c.name.padEnd(16)} ${c.status.padEnd(8)} ${c.user_public_key}`);
   if (Array.isArray(v.streams)) {
     for (const s of v.streams as Array<{ name: string; subjects: string[]; messages?: number; bytes?: number }>) {
       lines.push(`  stream           ${s.name.padEnd(12)} ${s.subjects.join(", ")}${s.messages === undefined ? "" : `  (${s.messages} msgs, ${s.bytes} bytes)`}`);
@@ -135,6 +139,64 @@ export function tenantCommand(): Command {
           return { json: { status: "deleted", ...result }, text: [`tenant ${slug}: deleted (account ${result.account}; ${result.resolver})`] };
         });
       }),
+    );
+
+  sub("creds")
+    .argument("<slug>")
+    .argument("<name>", "the service's name, e.g. rules-engine")
+    .option("--pub <subject>", "subject it may publish, edge view (e.g. events.>; repeatable; default: the tenant's whole namespace)", collect, [])
+    .option("--sub <subject>", "subject it may subscribe to, edge view (repeatable; default: the tenant's whole namespace)", collect, [])
+    .option("--no-jetstream", "without the JetStream API (reading and consuming the tenant's streams)")
+    .option("--days <n>", "validity in days (default: no expiry)", parseIntegerOption("--days", 1, 3650))
+    .option("--out <file>", "where the .creds file goes (default <data-dir>/tenants/<slug>/creds/<name>.creds), written 0600")
+    .description("a .creds file (user JWT + seed) for a service in the tenant's account, connecting to NATS directly, scoped to the tenant's namespace; listed by tenant show, revocable with creds-revoke")
+    .action(
+      action<NatsOptions & { pub: string[]; sub: string[]; jetstream: boolean; days?: number; out?: string }>(async (opts, slug, name) =>
+        withControlPlane(opts, async (cp) => {
+          const issued = await issueCredential(new TenantService(cp), slug!, name!, { publish: opts.pub, subscribe: opts.sub, jetstream: opts.jetstream, ...(opts.days === undefined ? {} : { days: opts.days }), ...(opts.out ? { out: opts.out } : {}) }, (s, n) => cp.layout.tenantCreds(s, n));
+          const c = issued.credential;
+          return {
+            json: issued,
+            text: [
+              `credentials ${c.name} for tenant ${slug}: ${issued.file}`,
+              `  user             ${c.user_public_key}`,
+              `  publish          ${c.publish.join(", ")}${c.jetstream ? " + JetStream API (read, consume)" : ""}`,
+              `  subscribe        ${c.subscribe.join(", ")}`,
+              `  expires          ${c.expires_at ?? "never"}`,
+              `connect to NATS directly (not the gateway), e.g. nats --creds ${issued.file} -s <nats-url> sub '${slug}.events.>'`,
+            ],
+          };
+        }),
+      ),
+    );
+
+  sub("creds-list")
+    .argument("<slug>")
+    .description("the service credentials issued in a tenant (public keys and scopes; the seeds are only in the .creds files)")
+    .action(
+      action<NatsOptions>(async (opts, slug) =>
+        withControlPlane(opts, async (cp) => {
+          const svc = new TenantService(cp);
+          const view = await svc.view(await svc.get(slug!));
+          return {
+            json: { slug, credentials: view.credentials },
+            text: view.credentials.length === 0 ? [`tenant ${slug}: no credentials`] : view.credentials.map((c) => `${c.name.padEnd(20)} ${c.status.padEnd(8)} ${c.user_public_key}  pub ${c.publish.join(",")}  sub ${c.subscribe.join(",")}`),
+          };
+        }),
+      ),
+    );
+
+  sub("creds-revoke")
+    .argument("<slug>")
+    .argument("<name>")
+    .description("revoke a service's credentials: NATS cuts its connections at once and refuses the .creds file from then on")
+    .action(
+      action<NatsOptions>(async (opts, slug, name) =>
+        withControlPlane(opts, async (cp) => {
+          const result = await revokeCredential(new TenantService(cp), slug!, name!);
+          return { json: result, text: [`credentials ${name} of tenant ${slug}: ${result.status === "revoked" ? "revoked" : "already revoked"} (user ${result.credential.user_public_key})`] };
+        }),
+      ),
     );
 
   return tenant;

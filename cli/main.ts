@@ -5,6 +5,7 @@ import { pkiCommand } from "./commands/pki.ts";
 import { auditCommand } from "./commands/audit.ts";
 import { devCommand, serveCommand } from "./commands/serve.ts";
 import { exportCommand } from "./commands/export.ts";
+import { sessionsCommand } from "./commands/sessions.ts";
 import { streamsCommand } from "./commands/streams.ts";
 import { tenantCommand } from "./commands/tenant.ts";
 import { EXIT_USAGE } from "./output.ts";
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   program.addCommand(streamsCommand());
   program.addCommand(syncCommand());
   program.addCommand(auditCommand());
+  program.addCommand(sessionsCommand());
   program.addCommand(exportCommand());
   program.addCommand(serveCommand());
   program.addCommand(devCommand());

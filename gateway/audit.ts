@@ -14,8 +14,11 @@ export const AUDIT_SUBJECT_PREFIX = "_tg.audit";
 /** The tenant token for operations that span every tenant (`*.events.>`). */
 export const ALL_TENANTS = "_all";
 
-/** `receive`: messages of a tenant delivered on one subscription (one record, then summaries). */
-export type AuditOperation = "subscribe" | "unsubscribe" | "receive" | "publish" | "request" | "jetstream_api" | "jetstream_ack" | "kv_write";
+/**
+ * `receive`: messages of a tenant delivered on one subscription (one record, then summaries).
+ * `admin_api`: a change made through the admin API or the console (`api` names it, `subject` is the request).
+ */
+export type AuditOperation = "subscribe" | "unsubscribe" | "receive" | "publish" | "request" | "jetstream_api" | "jetstream_ack" | "kv_write" | "admin_api";
 
 export interface AuditRecord {
   time: string;
@@ -27,7 +30,7 @@ export interface AuditRecord {
   subject: string;
   /** For summaries: how many times within the window (1 for a first sighting). */
   count: number;
-  /** JetStream API verb, when operation is jetstream_api. */
+  /** JetStream API verb, when operation is jetstream_api; the change (`tenant.suspend`, …) when admin_api. */
   api?: string;
   remote?: string;
 }

@@ -16,6 +16,13 @@ import type { TlsFirstMode } from "./listener.ts";
 
 export interface GatewayConfig {
   listen: string;
+  /**
+   * The HTTP listener: health, readiness and metrics in plain HTTP or HTTPS, the admin API and the
+   * console in HTTPS with a platform client certificate, all on this one port. `off` (or "") = none.
+   */
+  http_listen: string;
+  /** How often the tenants' streams and consumers are read for the JetStream metrics (consumer lag). */
+  jetstream_stats_interval_ms: number;
   nats: string[];
   data_dir: string;
   store: "dir" | "kv";
@@ -53,6 +60,8 @@ export interface GatewayConfig {
 
 export const DEFAULT_CONFIG: GatewayConfig = {
   listen: "0.0.0.0:4222",
+  http_listen: "0.0.0.0:8080",
+  jetstream_stats_interval_ms: 15_000,
   nats: [DEFAULT_NATS_URL],
   data_dir: "./data",
   store: "dir",
@@ -77,6 +86,8 @@ const schema = {
   additionalProperties: false,
   properties: {
     listen: { type: "string", pattern: "^.+:\\d{1,5}$" },
+    http_listen: { type: "string", pattern: "^$|^off$|^.+:\\d{1,5}$" },
+    jetstream_stats_interval_ms: { type: "integer", minimum: 1000, maximum: 3600000 },
     nats: { anyOf: [{ type: "string", minLength: 1 }, { type: "array", minItems: 1, items: { type: "string", minLength: 1 } }] },
     data_dir: { type: "string", minLength: 1 },
     store: { enum: ["dir", "kv"] },
@@ -132,6 +143,8 @@ export async function readConfigFile(file: string): Promise<PartialConfig> {
 
 const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list"]> = [
   ["TENANT_GATEWAY_LISTEN", "listen", "string"],
+  ["TENANT_GATEWAY_HTTP_LISTEN", "http_listen", "string"],
+  ["TENANT_GATEWAY_JETSTREAM_STATS_INTERVAL_MS", "jetstream_stats_interval_ms", "int"],
   ["TENANT_GATEWAY_NATS", "nats", "list"],
   ["TENANT_GATEWAY_DATA", "data_dir", "string"],
   ["TENANT_GATEWAY_STORE", "store", "string"],
@@ -164,12 +177,15 @@ function fromEnv(env: NodeJS.ProcessEnv): PartialConfig {
   return check(out, "environment");
 }
 
-/** Merges defaults < data dir (NATS URL) < file < env < flags and validates the result. */
-export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: PartialConfig }): Promise<GatewayConfig> {
+/**
+ * Merges defaults < data dir (NATS URL) < file < env < flags and validates the result. `defaults`
+ * replaces built-in defaults for one command (`dev` serves HTTP on loopback only).
+ */
+export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: PartialConfig; defaults?: Partial<Pick<GatewayConfig, "http_listen">> }): Promise<GatewayConfig> {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.TENANT_GATEWAY_CONFIG;
   const layers: PartialConfig[] = [file ? await readConfigFile(file) : {}, fromEnv(env), check(stripUndefined(opts.flags ?? {}), "command line")];
-  const merged: GatewayConfig = { ...DEFAULT_CONFIG, platform: { ...DEFAULT_CONFIG.platform } };
+  const merged: GatewayConfig = { ...DEFAULT_CONFIG, ...stripUndefined(opts.defaults ?? {}), platform: { ...DEFAULT_CONFIG.platform } };
   let natsGiven = false;
   for (const layer of layers) {
     const { platform, nats, ...rest } = layer;
@@ -183,7 +199,14 @@ export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessE
   merged.data_dir = path.resolve(merged.data_dir);
   if (!natsGiven) merged.nats = (await readNatsUrl(new DataLayout(merged.data_dir))) ?? merged.nats;
   parseListen(merged.listen);
+  httpListenAddress(merged);
   return merged;
+}
+
+/** Where the HTTP listener binds, or undefined when it is off. */
+export function httpListenAddress(config: Pick<GatewayConfig, "http_listen">): { host: string; port: number } | undefined {
+  if (config.http_listen === "" || config.http_listen === "off") return undefined;
+  return parseListen(config.http_listen);
 }
 
 function stripUndefined<T extends object>(o: T): T {

@@ -19,6 +19,9 @@ export interface SessionCounters {
   dropped: number;
   /** Frames from the client refused with -ERR (the session goes on, as with nats-server). */
   refused: number;
+  /** JetStream API requests passed on (translated into the tenant's view), and refused with a JetStream error. */
+  jsApi: number;
+  jsRefused: number;
 }
 
 /** Why a session must end: a log event, a stable code, and the -ERR text the client gets (if any). */
@@ -91,7 +94,7 @@ const SLAB_BYTES = 256;
  * +OK, -ERR, INFO). A subclass decides PUB, HPUB, SUB (from the client) and MSG, HMSG (from NATS).
  */
 export abstract class FrameRewriter implements SessionRewriter {
-  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0, refused: 0 };
+  readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0, refused: 0, jsApi: 0, jsRefused: 0 };
   protected readonly toUpstream = new OutputBuffer(SLAB_BYTES);
   protected readonly toClient = new OutputBuffer(SLAB_BYTES);
   protected readonly events: RewriterEvents;

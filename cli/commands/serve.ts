@@ -15,11 +15,13 @@ import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
 import { checkListenAddress, resolveConfig } from "../../gateway/config.ts";
 import { Gateway } from "../../gateway/gateway.ts";
 import { exitWorkerStartFailed, isWorker, reportWorkerListening, runPrimary, workerCount } from "../../gateway/workers.ts";
+import { serveWorkerTelemetry, startHttpSide, startPrimaryHttpSide, type HttpSide } from "../../admin/serving.ts";
 import { printFailure, parseIntegerOption, EXIT_FAILURE } from "../output.ts";
 
 interface ServeFlags {
   config?: string;
   listen?: string;
+  httpListen?: string;
   nats?: string;
   dataDir?: string;
   maxPayload?: number;
@@ -39,15 +41,17 @@ function exitFailed(opts: { json: boolean }, err: unknown): never {
   process.exit(process.exitCode ?? EXIT_FAILURE);
 }
 
-/** Runs until SIGTERM/SIGINT, then lame duck, drain, exit 0. */
-function runUntilSignalled(gateway: Gateway, log: Logger, after: () => Promise<void> = async () => {}): void {
+/** Runs until SIGTERM/SIGINT, then lame duck (readiness says no at once), drain, exit 0. */
+function runUntilSignalled(gateway: Gateway, log: Logger, http: HttpSide | undefined, after: () => Promise<void> = async () => {}): void {
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ event: "signal", signal }, "shutting down");
+    http?.draining();
     gateway
       .shutdown()
+      .then(() => http?.close())
       .then(after)
       .then(
         () => process.exit(0),
@@ -66,6 +70,7 @@ export function serveCommand(): Command {
     .description("run the gateway: clients connect with their certificate, NATS behind")
     .option("--config <file>", "config file (YAML or JSON; env TENANT_GATEWAY_CONFIG)")
     .option("--listen <host:port>", "client listen address (default 0.0.0.0:4222; env TENANT_GATEWAY_LISTEN)")
+    .option("--http-listen <host:port>", "HTTP listener: /healthz /readyz /metrics (HTTP or HTTPS), admin API /api/v1 and console /ui/ (HTTPS, platform certificate); off disables (default 0.0.0.0:8080; env TENANT_GATEWAY_HTTP_LISTEN)")
     .option("--nats <urls>", "NATS server URL(s), comma-separated (env TENANT_GATEWAY_NATS; default: the URL recorded in <data-dir>/nats/url)")
     .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
     .option("--max-payload <bytes>", "cap client payloads below NATS's max_payload", parseIntegerOption("--max-payload", 1, 64 * 1024 * 1024))
@@ -83,6 +88,7 @@ export function serveCommand(): Command {
           ...(flags.config ? { file: flags.config } : {}),
           flags: {
             listen: flags.listen,
+            http_listen: flags.httpListen,
             nats: flags.nats,
             data_dir: flags.dataDir,
             max_payload: flags.maxPayload,
@@ -99,10 +105,23 @@ export function serveCommand(): Command {
         // The listen address first: a gateway that could never serve must not wait for NATS or sync.
         // (Workers share the primary's listener, which it checked.)
         if (!isWorker()) await checkListenAddress(config.listen);
-        if (!isWorker() && workerCount(config) > 1) return await runPrimary(config, log);
+        if (!isWorker() && workerCount(config) > 1) {
+          // The primary serves HTTP for the group: alive while the workers start, ready once one serves.
+          const http = await startPrimaryHttpSide(config, log);
+          await runPrimary(config, log);
+          await http?.attach();
+          return;
+        }
+        if (isWorker()) {
+          const gateway = await Gateway.start(config, log);
+          serveWorkerTelemetry(gateway);
+          reportWorkerListening();
+          return runUntilSignalled(gateway, log, undefined);
+        }
+        const http = await startHttpSide(config, log);
         const gateway = await Gateway.start(config, log);
-        reportWorkerListening();
-        runUntilSignalled(gateway, log);
+        http?.attach(gateway);
+        runUntilSignalled(gateway, log, http);
       } catch (err) {
         if (isWorker()) return exitWorkerStartFailed(err);
         exitFailed({ json: flags.json ?? false }, err);
@@ -117,8 +136,9 @@ export function devCommand(): Command {
     .description("the embedded default: NATS (from PATH) in operator mode, the gateway, demo tenants acme-corp and globex")
     .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
     .option("--listen <host:port>", "gateway listen address", "127.0.0.1:4222")
+    .option("--http-listen <host:port>", "HTTP listener: health, metrics, admin API and console; off disables (default 127.0.0.1:8080; env TENANT_GATEWAY_HTTP_LISTEN)")
     .option("--log-level <level>", "gateway log level", "info")
-    .action(async (flags: { dataDir?: string; listen: string; logLevel: string }) => {
+    .action(async (flags: { dataDir?: string; listen: string; httpListen?: string; logLevel: string }) => {
       let nats: RunningNatsServer | undefined;
       try {
         await checkListenAddress(flags.listen);
@@ -138,9 +158,16 @@ export function devCommand(): Command {
         if (!(await fileExists(layout.platformIdentity("admin").cert))) await issuePlatformIdentityFiles(layout, "admin");
         await cp.close();
 
-        const config = await resolveConfig({ flags: { listen: flags.listen, nats: nats.url, data_dir: dataDir, log_level: flags.logLevel, sync_on_start: false, drain_timeout_ms: 2000 } });
+        const config = await resolveConfig({
+          flags: { listen: flags.listen, http_listen: flags.httpListen, nats: nats.url, data_dir: dataDir, log_level: flags.logLevel, sync_on_start: false, drain_timeout_ms: 2000 },
+          defaults: { http_listen: "127.0.0.1:8080" },
+        });
         const log = createLogger({ level: config.log_level });
+        const http = await startHttpSide(config, log);
         const gateway = await Gateway.start(config, log);
+        http?.attach(gateway);
+        const admin = layout.platformIdentity("admin");
+        const consoleUrl = http ? `https://localhost:${http.server.address.port}` : undefined;
         const acme = layout.component("acme-corp", "agent-001", "partition-1");
         const server = `tls://localhost:${gateway.port}`;
         const tlsArgs = `--tlscert ${rel(acme.cert)} --tlskey ${rel(acme.key)} --tlsca ${rel(layout.rootCert)}`;
@@ -154,12 +181,19 @@ export function devCommand(): Command {
             `    nats -s ${server} ${tlsArgs} sub 'events.>' &`,
             `    nats -s ${server} ${tlsArgs} pub events.poller.health '{"ok":true}'`,
             `    nats -s ${server} ${tlsArgs} stream ls      # acme-corp's own streams`,
+            ...(consoleUrl
+              ? [
+                  `  HTTP: ${consoleUrl.replace("https:", "http:")}/healthz, /readyz, /metrics; admin API ${consoleUrl}/api/v1/ and console ${consoleUrl}/ui/ with the admin certificate:`,
+                  `    curl --cacert ${rel(layout.rootCert)} --cert ${rel(admin.cert)} --key ${rel(admin.key)} ${consoleUrl}/api/v1/tenants`,
+                  `    tenant-gateway sessions list${flags.dataDir ? ` --data-dir ${rel(dataDir)}` : ""} --url ${consoleUrl}`,
+                ]
+              : []),
             "  Ctrl-C stops the gateway and NATS.",
             "",
           ].join("\n"),
         );
         const running = nats;
-        runUntilSignalled(gateway, log, () => running.stop());
+        runUntilSignalled(gateway, log, http, () => running.stop());
       } catch (err) {
         await nats?.stop();
         exitFailed({ json: false }, err instanceof Error ? err : new CodedError("internal_error", String(err)));

@@ -6,12 +6,17 @@
  * audit stream, written before the answer goes out.
  */
 import { X509Certificate } from "node:crypto";
+import { promises as fs } from "node:fs";
 import { jetstream } from "@nats-io/jetstream";
 import { CodedError, errorMessage } from "../common/coded-error.ts";
 import type { Logger } from "../common/logger.ts";
 import { summarizeCertificate } from "../pki/certificates.ts";
 import { assertTenantSlug } from "../pki/names.ts";
+import { rotateTenantCa, tenantCaStatus, type CaStatus, type RotationResult } from "../accounts/ca-rotation.ts";
+import { listIssued, type IssuedCertificate } from "../accounts/certificate-inventory.ts";
+import { issueEdge, revokeCertificate, type RevocationResult } from "../accounts/certificate-lifecycle.ts";
 import { getPlan, type Plan } from "../accounts/plans.ts";
+import { parseDurationSeconds } from "../streams/units.ts";
 import type { TenantRecord } from "../accounts/tenant-store.ts";
 import { TenantService, type TenantView } from "../accounts/tenants.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
@@ -38,6 +43,58 @@ export type OperationsSlot = () => AdminOperations;
 
 /** The audit stream's tenant token for changes that are not one tenant's. */
 export const PLATFORM_AUDIT_SCOPE = "_platform";
+
+export type CertificateState = "valid" | "revoked" | "expired";
+
+export interface IssuedCertificateView extends IssuedCertificate {
+  state: CertificateState;
+}
+
+/** A certificate issued through the API: its inventory entry and, this once, its files' contents. */
+export interface IssuedThroughApi {
+  certificate: IssuedCertificate;
+  pem: { certificate: string; key: string; chain: string };
+}
+
+/** An onboarding package as the API and the console show it (onboarding/packages.ts PackageView): never its token or bundle. */
+export interface PackageSummary {
+  id: string;
+  tenant: string;
+  component: string;
+  partition: string;
+  type: string;
+  profile: string;
+  cn: string;
+  state: string;
+  created_at: string;
+  expires_at: string;
+  delivered_at?: string;
+  revoked_at?: string;
+  download_path: string;
+}
+
+export interface PackageRequest {
+  tenant: string;
+  component: string;
+  partition: string;
+  type: string;
+  collector?: string;
+  ttl?: string;
+  days?: number;
+  gatewayUrl?: string;
+}
+
+/** Onboarding packages (onboarding/, issue 15), plugged in by serving.ts. */
+export interface PackageOperations {
+  list(filter: { tenant?: string }): Promise<PackageSummary[]>;
+  show(id: string): Promise<PackageSummary>;
+  /** The token is in this answer only. */
+  create(actor: Actor, spec: PackageRequest): Promise<{ package: PackageSummary; token: string }>;
+  revoke(actor: Actor, id: string, reason?: string): Promise<PackageSummary>;
+  /** For whoever holds the token: the bundle, once (400/401/404/409/410 otherwise). */
+  download(id: string, token: string | undefined, remote: string): Promise<{ package: PackageSummary; filename: string; bundle: Buffer }>;
+  readonly types: readonly string[];
+}
 
 export interface TenantSummary {
   slug: string;
@@ -68,8 +125,24 @@ export class AdminOperations {
     });
   }
 
+  private packageOps: PackageOperations | undefined;
+
+  /** Onboarding packages, where this gateway has them. */
+  enablePackages(packages: PackageOperations): void {
+    this.packageOps = packages;
+  }
+
+  get packages(): PackageOperations {
+    if (!this.packageOps) throw httpError(501, "packages_unavailable", "onboarding packages are not available on this gateway");
+    return this.packageOps;
+  }
+
+  get hasPackages(): boolean {
+    return this.packageOps !== undefined;
+  }
+
   /** Records a change (log and audit stream); a stream that cannot take it is logged, the change stands. */
-  private async audit(actor: Actor, tenant: string, api: string): Promise<void> {
+  async audit(actor: Pick<Actor, "identity" | "cn" | "remote" | "requestId" | "request">, tenant: string, api: string): Promise<void> {
     const record: AuditRecord = { time: new Date().toISOString(), identity: actor.identity, cn: actor.cn, session: actor.requestId, tenant, operation: "admin_api", subject: actor.request, count: 1, api, remote: actor.remote };
     this.published = undefined;
     this.trail.record(record);
@@ -151,6 +224,45 @@ export class AdminOperations {
     return this.stats.tenant(record);
   }
 
+  async caStatus(slug: string): Promise<CaStatus> {
+    return tenantCaStatus(this.tenants, slug);
+  }
+
+  /** A new CA issues from now on; the current one's certificates are admitted until the overlap ends. */
+  async rotateCa(actor: Actor, slug: string, opts: { overlap: string; validityYears?: number }): Promise<RotationResult> {
+    const overlapSeconds = parseDurationSeconds(opts.overlap);
+    if (overlapSeconds === undefined) throw new CodedError("invalid_argument", `the overlap must be a duration like 30d, 12h or 0, got "${opts.overlap}"`);
+    return this.change(actor, slug, "ca.rotate", () => rotateTenantCa(this.runtime.cp, this.tenants, slug, { overlapSeconds, ...(opts.validityYears === undefined ? {} : { validityYears: opts.validityYears }) }));
+  }
+
+  /** The tenant's issued certificates (the inventory), with their state. */
+  async certificates(slug: string): Promise<IssuedCertificateView[]> {
+    const record = await this.tenants.get(slug);
+    const revoked = new Set((record.revoked_certificates ?? []).map((r) => r.fingerprint_sha256));
+    const now = Date.now();
+    const list = await listIssued(this.runtime.cp.store, slug);
+    return list
+      .map((c) => ({ ...c, state: (revoked.has(c.fingerprint_sha256) ? "revoked" : Date.parse(c.not_after) <= now ? "expired" : "valid") as CertificateState }))
+      .sort((a, b) => b.issued_at.localeCompare(a.issued_at));
+  }
+
+  /** An edge certificate from the tenant's CA (into the data dir's files, as `pki issue` does), returned once with its key. */
+  async issueCertificate(actor: Actor, slug: string, spec: { component: string; partition: string; days?: number }): Promise<IssuedThroughApi> {
+    return this.change(actor, slug, "certificate.issue", async () => {
+      const { record, secrets } = await this.tenants.load(slug);
+      if (record.status !== "active") throw new CodedError(`tenant_${record.status}`, `tenant "${slug}" is ${record.status}; certificates are issued for active tenants`);
+      const tenantCa = { certPem: record.ca_cert_pem, keyPem: secrets.ca_key_pem, cert: new X509Certificate(record.ca_cert_pem) };
+      const issued = await issueEdge(this.runtime.cp.layout, this.runtime.cp.store, { tenant: slug, component: spec.component, partition: spec.partition, days: spec.days ?? 365 }, { tenantCa, source: `admin API (${actor.identity})` });
+      const [certificate, key, chain] = await Promise.all([fs.readFile(issued.files.cert, "utf8"), fs.readFile(issued.files.key, "utf8"), fs.readFile(issued.files.chain, "utf8")]);
+      return { certificate: issued.inventory, pem: { certificate, key, chain } };
+    });
+  }
+
+  /** Revokes one of the tenant's certificates by serial, live (sessions cut, new ones refused). */
+  async revokeCertificate(actor: Actor, slug: string, serial: string, reason?: string): Promise<RevocationResult> {
+    return this.change(actor, slug, "certificate.revoke", () => revokeCertificate(this.runtime.cp, this.tenants, { scope: { tenant: slug }, serial, reason: reason ?? `revoked by ${actor.identity} through the admin API` }));
+  }
+
   /** Everything the console's tenant page shows, read now. */
   async tenantPage(slug: string): Promise<TenantPageData> {
     const tenant = await this.showTenant(slug);
@@ -159,7 +271,9 @@ export class AdminOperations {
       this.sessions({ tenant: slug }),
       this.tenantStreams(slug).catch((err: unknown) => ({ error: `streams not shown: ${errorMessage(err)}` })),
     ]);
-    return { tenant, plans: plans.map((p) => p.name), sessions, streams };
+    const certificates = await this.certificates(slug);
+    const packages = this.packageOps ? await this.packageOps.list({ tenant: slug }) : undefined;
+    return { tenant, plans: plans.map((p) => p.name), sessions, streams, certificates, ...(packages && this.packageOps ? { packages, packageTypes: this.packageOps.types } : {}) };
   }
 
   async sessions(filter: { tenant?: string } = {}): Promise<SessionSummary[]> {

@@ -27,6 +27,7 @@ import { AdminHttpServer } from "./http-server.ts";
 import { JetStreamStats } from "./jetstream-stats.ts";
 import { GatewayMetrics, registerJetStreamMetrics } from "./metrics.ts";
 import { AdminOperations } from "./operations.ts";
+import { packageOperations } from "./package-operations.ts";
 import { localRuntime, type GatewayRuntime } from "./runtime.ts";
 
 /** A running HTTP side: attach the gateway (or the worker group) once it runs; close at shutdown. */
@@ -58,7 +59,9 @@ function operationsOn(server: AdminHttpServer, runtime: GatewayRuntime, registry
   const stats = new JetStreamStats({ cp: runtime.cp, tenants: recordsOf(runtime.registry), intervalMs: config.jetstream_stats_interval_ms, log });
   registerJetStreamMetrics(registry, () => stats.latest());
   stats.start();
-  server.attach(new AdminOperations(runtime, stats, log.child({ component: "admin" })));
+  const ops = new AdminOperations(runtime, stats, log.child({ component: "admin" }));
+  ops.enablePackages(packageOperations(ops));
+  server.attach(ops);
   return stats;
 }
 

@@ -13,7 +13,7 @@ import { platformIdentityOf } from "../auth.ts";
 import { httpError, sendError } from "../errors.ts";
 import type { Actor, OperationsSlot } from "../operations.ts";
 import { openApiDocument } from "./openapi.ts";
-import { AUDIT_RECORD, errors, SESSION, SESSION_ID, SLUG, STREAM_STATS, TENANT_SUMMARY, TENANT_VIEW } from "./schemas.ts";
+import { AUDIT_RECORD, CA_STATUS, errors, ISSUED_CERTIFICATE, PACKAGE, REVOCATION, SESSION, SESSION_ID, SLUG, STREAM_STATS, TENANT_SUMMARY, TENANT_VIEW } from "./schemas.ts";
 
 /** Who may call a route: anyone (the OpenAPI document), a token holder over HTTPS (downloads), or an allowed platform identity (default). */
 export type Access = "public" | "token" | "platform";
@@ -51,6 +51,11 @@ export function refuseCrossSite(req: FastifyRequest): void {
   if (site === "cross-site" || site === "same-site" || (origin !== undefined && origin !== `https://${req.headers.host ?? ""}`)) {
     throw httpError(403, "csrf_failed", "changes are accepted only from this gateway's own pages or from non-browser clients");
   }
+}
+
+/** The one-time link a site downloads its package from, on the host the operator reached this API by. */
+export function downloadUrl(req: FastifyRequest, path: string, token: string): string {
+  return `https://${req.headers.host ?? "localhost"}${path}?token=${encodeURIComponent(token)}`;
 }
 
 const TENANT_PARAMS = { type: "object", required: ["slug"], properties: { slug: SLUG } } as const;
@@ -154,6 +159,160 @@ export async function apiRoutes(app: FastifyInstance, opts: { operations: Operat
     "/tenants/:slug/streams",
     { schema: { summary: "the tenant's streams now: messages, bytes, consumers and their lag", tags: ["tenants"], params: TENANT_PARAMS, response: { 200: { type: "object", properties: { streams: { type: "array", items: STREAM_STATS } } }, ...errors(401, 403, 404, 409, 503) } } },
     async (req) => ({ streams: await ops().tenantStreams(req.params.slug) }),
+  );
+
+  app.get<{ Params: { slug: string } }>(
+    "/tenants/:slug/ca",
+    { schema: { summary: "the tenant's CA: the active one, previous ones and the overlap deadline", tags: ["certificates"], params: TENANT_PARAMS, response: { 200: CA_STATUS, ...errors(401, 403, 404) } } },
+    async (req) => ops().caStatus(req.params.slug),
+  );
+
+  app.post<{ Params: { slug: string }; Body: { overlap?: string; validity_years?: number } | undefined }>(
+    "/tenants/:slug/ca/rotate",
+    {
+      schema: {
+        summary: "rotate (regenerate) the tenant's CA: the new one issues from now on; the current one's certificates are admitted until the overlap ends, then refused (retired_ca)",
+        tags: ["certificates"],
+        params: TENANT_PARAMS,
+        body: { type: "object", additionalProperties: false, properties: { overlap: { type: "string", default: "30d", description: "30d, 12h, 0 (cut now)" }, validity_years: { type: "integer", minimum: 1, maximum: 30 } } },
+        response: { 200: CA_STATUS, ...errors(400, 401, 403, 404, 409) },
+      },
+    },
+    async (req) => ops().rotateCa(actorOf(req), req.params.slug, { overlap: req.body?.overlap ?? "30d", ...(req.body?.validity_years === undefined ? {} : { validityYears: req.body.validity_years }) }),
+  );
+
+  app.get<{ Params: { slug: string } }>(
+    "/tenants/:slug/certificates",
+    { schema: { summary: "the certificates issued for the tenant, with their state (valid, revoked, expired)", tags: ["certificates"], params: TENANT_PARAMS, response: { 200: { type: "object", properties: { certificates: { type: "array", items: ISSUED_CERTIFICATE } } }, ...errors(401, 403, 404) } } },
+    async (req) => ({ certificates: await ops().certificates(req.params.slug) }),
+  );
+
+  app.post<{ Params: { slug: string }; Body: { component: string; partition: string; days?: number } }>(
+    "/tenants/:slug/certificates",
+    {
+      schema: {
+        summary: "issue an edge certificate from the tenant's CA; its private key is in this answer only (onboarding packages are the way to hand one to a site)",
+        tags: ["certificates"],
+        params: TENANT_PARAMS,
+        body: {
+          type: "object",
+          required: ["component", "partition"],
+          additionalProperties: false,
+          properties: { component: { type: "string", pattern: "^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$" }, partition: { type: "string", pattern: "^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$" }, days: { type: "integer", minimum: 1, maximum: 3650 } },
+        },
+        response: { 201: { type: "object", properties: { certificate: ISSUED_CERTIFICATE, pem: { type: "object", properties: { certificate: { type: "string" }, key: { type: "string" }, chain: { type: "string" } } } } }, ...errors(400, 401, 403, 404, 409) },
+      },
+    },
+    async (req, reply) => reply.code(201).send(await ops().issueCertificate(actorOf(req), req.params.slug, req.body)),
+  );
+
+  app.post<{ Params: { slug: string; serial: string }; Body: { reason?: string } | undefined }>(
+    "/tenants/:slug/certificates/:serial/revoke",
+    {
+      schema: {
+        summary: "revoke one of the tenant's certificates, live: its sessions are cut on every gateway and NATS server, new connections refused (certificate_revoked)",
+        tags: ["certificates"],
+        params: { type: "object", required: ["slug", "serial"], properties: { slug: SLUG, serial: { type: "string", pattern: "^[0-9A-Fa-f:]{1,100}$" } } },
+        body: { type: "object", additionalProperties: false, properties: { reason: { type: "string", maxLength: 500 } } },
+        response: { 200: REVOCATION, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (req) => ops().revokeCertificate(actorOf(req), req.params.slug, req.params.serial, req.body?.reason),
+  );
+
+  app.get<{ Querystring: { tenant?: string } }>(
+    "/packages",
+    {
+      schema: {
+        summary: "onboarding packages with their state (pending, delivered, expired, revoked)",
+        tags: ["packages"],
+        querystring: { type: "object", additionalProperties: false, properties: { tenant: SLUG } },
+        response: { 200: { type: "object", properties: { packages: { type: "array", items: PACKAGE } } }, ...errors(400, 401, 403) },
+      },
+    },
+    async (req) => ({ packages: await ops().packages.list(req.query.tenant === undefined ? {} : { tenant: req.query.tenant }) }),
+  );
+
+  app.post<{ Body: { tenant: string; component: string; partition: string; type: string; collector?: string; ttl?: string; days?: number; gateway_url?: string } }>(
+    "/packages",
+    {
+      schema: {
+        summary: "create an onboarding package: the component's certificate and its bundle, downloadable once with the token in this answer (shown only now)",
+        tags: ["packages"],
+        body: {
+          type: "object",
+          required: ["tenant", "component", "partition", "type"],
+          additionalProperties: false,
+          properties: {
+            tenant: SLUG,
+            component: { type: "string", minLength: 1, maxLength: 63 },
+            partition: { type: "string", minLength: 1, maxLength: 63 },
+            type: { enum: ["agent", "poller", "checker", "collector"] },
+            collector: { enum: ["otel", "syslog-flow"] },
+            ttl: { type: "string", description: "how long the token works, e.g. 24h (default)" },
+            days: { type: "integer", minimum: 1, maximum: 3650, description: "certificate validity (default 365)" },
+            gateway_url: { type: "string", description: "tls://host:port the site connects to" },
+          },
+        },
+        response: { 201: { type: "object", properties: { package: PACKAGE, token: { type: "string" }, download_url: { type: "string" } } }, ...errors(400, 401, 403, 404, 409) },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const created = await ops().packages.create(actorOf(req), {
+        tenant: b.tenant,
+        component: b.component,
+        partition: b.partition,
+        type: b.type,
+        ...(b.collector ? { collector: b.collector } : {}),
+        ...(b.ttl ? { ttl: b.ttl } : {}),
+        ...(b.days === undefined ? {} : { days: b.days }),
+        ...(b.gateway_url ? { gatewayUrl: b.gateway_url } : {}),
+      });
+      return reply.code(201).send({ ...created, download_url: downloadUrl(req, created.package.download_path, created.token) });
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/packages/:id",
+    { schema: { summary: "one onboarding package (never its token)", tags: ["packages"], params: { type: "object", required: ["id"], properties: { id: { type: "string" } } }, response: { 200: PACKAGE, ...errors(400, 401, 403, 404) } } },
+    async (req) => ops().packages.show(req.params.id),
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
+    "/packages/:id/revoke",
+    {
+      schema: {
+        summary: "revoke a package: no download from now on, and its certificate revoked (live), whether or not it was downloaded",
+        tags: ["packages"],
+        params: { type: "object", required: ["id"], properties: { id: { type: "string" } } },
+        body: { type: "object", additionalProperties: false, properties: { reason: { type: "string", maxLength: 500 } } },
+        response: { 200: PACKAGE, ...errors(400, 401, 403, 404) },
+      },
+    },
+    async (req) => ops().packages.revoke(actorOf(req), req.params.id, req.body?.reason),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { token?: string } }>(
+    "/packages/:id/download",
+    {
+      config: { access: "token" },
+      schema: {
+        summary: "the package's bundle (.tar.gz), once, for whoever holds its token: 400 malformed request, 401 missing or wrong token, 404 unknown package, 409 already downloaded or revoked, 410 expired",
+        tags: ["packages"],
+        params: { type: "object", required: ["id"], properties: { id: { type: "string" } } },
+        querystring: { type: "object", properties: { token: { type: "string" } } },
+        produces: "application/gzip",
+        response: { 200: { type: "string", format: "binary" }, ...errors(400, 401, 404, 409, 410) },
+      },
+    },
+    async (req, reply) => {
+      const got = await ops().packages.download(req.params.id, req.query.token, `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`);
+      return reply
+        .type("application/gzip")
+        .header("content-disposition", `attachment; filename="${got.filename.replace(/[^A-Za-z0-9._-]/g, "_")}"`)
+        .send(got.bundle);
+    },
   );
 
   app.get<{ Querystring: { tenant?: string } }>(

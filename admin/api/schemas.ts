@@ -60,14 +60,81 @@ export const TENANT_VIEW = {
     updated_at: DATE_TIME,
     suspended_at: DATE_TIME,
     ca: CERTIFICATE_SUMMARY,
-    previous_cas: {
-      type: "array",
-      items: { ...CERTIFICATE_SUMMARY, properties: { ...CERTIFICATE_SUMMARY.properties, retired_at: DATE_TIME, admitted_until: DATE_TIME, state: { enum: ["overlap", "ended"] } } },
-    },
+    previous_cas: { type: "array", items: { type: "object", description: "see CaStatus.previous" } },
     revoked_certificates: { type: "array", items: { type: "object" } },
     credentials: { type: "array", items: { type: "object" } },
     account: { type: "object", properties: { public_key: { type: "string" }, signing_key: { type: "string" } } },
     limits: { type: "object" },
+  },
+} as const;
+
+const PREVIOUS_CA = { ...CERTIFICATE_SUMMARY, properties: { ...CERTIFICATE_SUMMARY.properties, retired_at: DATE_TIME, admitted_until: DATE_TIME, state: { enum: ["overlap", "ended"] } } } as const;
+
+export const CA_STATUS = {
+  type: "object",
+  required: ["scope", "active", "previous"],
+  properties: {
+    scope: { type: "string" },
+    active: CERTIFICATE_SUMMARY,
+    previous: { type: "array", items: PREVIOUS_CA, description: "CAs rotated out: certificates of those in overlap still connect until admitted_until" },
+    overlap_until: { ...DATE_TIME, description: "the latest overlap deadline still ahead" },
+    status: { const: "rotated" },
+  },
+} as const;
+
+export const ISSUED_CERTIFICATE = {
+  type: "object",
+  required: ["scope", "subject_cn", "serial_number", "not_before", "not_after", "fingerprint_sha256", "issued_at", "source"],
+  properties: {
+    scope: { type: "string" },
+    component: { type: "string" },
+    partition: { type: "string" },
+    subject_cn: { type: "string" },
+    serial_number: { type: "string" },
+    not_before: DATE_TIME,
+    not_after: DATE_TIME,
+    spki_sha256: { type: "string" },
+    fingerprint_sha256: { type: "string" },
+    issuer_spki_sha256: { type: "string" },
+    issued_at: DATE_TIME,
+    source: { type: "string", description: "what issued it: pki issue, admin API, package <id>, …" },
+    replaces: { type: "string" },
+    state: { enum: ["valid", "revoked", "expired"] },
+  },
+} as const;
+
+export const REVOCATION = {
+  type: "object",
+  required: ["status", "scope", "certificate"],
+  properties: {
+    status: { enum: ["revoked", "already_revoked"] },
+    scope: { type: "string" },
+    certificate: { type: "object", properties: { serial_number: { type: "string" }, fingerprint_sha256: { type: "string" }, subject_cn: { type: "string" }, not_after: DATE_TIME, revoked_at: DATE_TIME, reason: { type: "string" } } },
+  },
+} as const;
+
+export const PACKAGE = {
+  type: "object",
+  required: ["id", "tenant", "component", "partition", "type", "state", "created_at", "expires_at", "download_path"],
+  description: "an onboarding package: never its token or its bundle",
+  properties: {
+    id: { type: "string", format: "uuid" },
+    tenant: SLUG,
+    component: { type: "string" },
+    partition: { type: "string" },
+    type: { enum: ["agent", "poller", "checker", "collector"] },
+    profile: { type: "string" },
+    cn: { type: "string" },
+    certificate: { type: "object", properties: { serial_number: { type: "string" }, fingerprint_sha256: { type: "string" }, not_after: DATE_TIME } },
+    gateway_url: { type: "string" },
+    filename: { type: "string" },
+    status: { enum: ["pending", "delivered", "revoked"] },
+    state: { enum: ["pending", "delivered", "revoked", "expired"] },
+    created_at: DATE_TIME,
+    expires_at: { ...DATE_TIME, description: "until then the token works (once)" },
+    delivered_at: DATE_TIME,
+    revoked_at: DATE_TIME,
+    download_path: { type: "string" },
   },
 } as const;
 

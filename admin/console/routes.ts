@@ -9,12 +9,12 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { CodedError, errorMessage } from "../../common/coded-error.ts";
 import type { Logger } from "../../common/logger.ts";
-import { actorOf, refuseCrossSite } from "../api/routes.ts";
+import { actorOf, downloadUrl, refuseCrossSite } from "../api/routes.ts";
 import { platformIdentityOf } from "../auth.ts";
 import { errorBody, httpError, httpStatusOf } from "../errors.ts";
 import type { AdminOperations, OperationsSlot } from "../operations.ts";
 import type { Markup } from "./html.ts";
-import { auditPage, deleteTenantPage, errorPage, sessionsPage, tenantPage, tenantsPage, type PageContext } from "./pages.ts";
+import { auditPage, deleteTenantPage, errorPage, packageCreatedPage, rotateCaPage, sessionsPage, tenantPage, tenantsPage, when, type PageContext } from "./pages.ts";
 
 type Form = Record<string, string | undefined>;
 
@@ -126,6 +126,50 @@ export async function consoleRoutes(app: FastifyInstance, opts: { operations: Op
       return { to: "/ui/", ok: `tenant ${req.params.slug} deleted` };
     }),
   );
+
+  app.get<{ Params: { slug: string } }>("/tenants/:slug/ca/rotate", { schema: { params: slugParams } }, async (req, reply) => send(reply, rotateCaPage(context(req), await ops().showTenant(req.params.slug))));
+  app.post<{ Params: { slug: string }; Body: Form }>("/tenants/:slug/ca/rotate", { schema: { params: slugParams } }, async (req, reply) =>
+    change(reply, `/ui/tenants/${req.params.slug}`, async () => {
+      if (req.body.confirm !== "yes") throw new CodedError("confirmation_required", "tick the confirmation to rotate the CA");
+      const done = await ops().rotateCa(actorOf(req), req.params.slug, { overlap: (req.body.overlap ?? "30d").trim() });
+      return { ok: `CA rotated: the new CA (serial ${done.active.serial_number}) issues from now on${done.overlap_until ? `; the previous one's certificates connect until ${when(done.overlap_until)}` : "; the previous one's certificates are refused from now on"}` };
+    }),
+  );
+
+  app.post<{ Params: { slug: string; serial: string } }>("/tenants/:slug/certificates/:serial/revoke", async (req, reply) =>
+    change(reply, `/ui/tenants/${req.params.slug}`, async () => {
+      const done = await ops().revokeCertificate(actorOf(req), req.params.slug, req.params.serial);
+      return { ok: `certificate ${done.certificate.serial_number} (${done.certificate.subject_cn}) ${done.status === "revoked" ? "revoked: its sessions are cut" : "was already revoked"}` };
+    }),
+  );
+
+  // A new package's page is the only place its download link is ever shown: answered, not redirected.
+  app.post<{ Params: { slug: string }; Body: Form }>("/tenants/:slug/packages", { schema: { params: slugParams } }, async (req, reply) => {
+    const slug = req.params.slug;
+    try {
+      const created = await ops().packages.create(actorOf(req), {
+        tenant: slug,
+        component: (req.body.component ?? "").trim(),
+        partition: (req.body.partition ?? "").trim(),
+        type: req.body.type ?? "",
+        ...(req.body.ttl?.trim() ? { ttl: req.body.ttl.trim() } : {}),
+      });
+      const p = created.package;
+      return send(reply, packageCreatedPage(context(req), slug, { id: p.id, component: p.component, partition: p.partition, expires_at: p.expires_at, url: downloadUrl(req, p.download_path, created.token) }));
+    } catch (err) {
+      if (httpStatusOf(err) >= 500) throw err;
+      return back(reply, `/ui/tenants/${slug}`, { error: `${errorMessage(err)} [${err instanceof CodedError ? err.code : "error"}]` });
+    }
+  });
+
+  app.post<{ Params: { id: string } }>("/packages/:id/revoke", async (req, reply) => {
+    let to = "/ui/";
+    return change(reply, to, async () => {
+      const p = await ops().packages.revoke(actorOf(req), req.params.id);
+      to = `/ui/tenants/${p.tenant}`;
+      return { to, ok: `package ${p.id} revoked, and its certificate` };
+    });
+  });
 
   app.get<{ Querystring: { tenant?: string } }>("/sessions", async (req, reply) => {
     const tenant = req.query.tenant || undefined;

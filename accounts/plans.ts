@@ -18,7 +18,21 @@ export interface Plan {
   subscriptions: number;
   max_payload: number;
   jetstream: { memory: number; disk: number; streams: number; consumers: number };
+  /**
+   * What one gateway process lets the tenant's clients publish, all its sessions together: enforced
+   * by not reading their sockets until the tenant is back under the rate, never by dropping (NATS
+   * has no such account limit). Absent or -1: unlimited.
+   */
+  rate_limits?: PlanRateLimits;
 }
+
+export interface PlanRateLimits {
+  messages_per_second: number;
+  bytes_per_second: number;
+}
+
+/** No rate limit. */
+export const UNLIMITED_RATE: PlanRateLimits = { messages_per_second: -1, bytes_per_second: -1 };
 
 export interface PlanFile {
   $comment?: string;
@@ -51,6 +65,15 @@ const planFileSchema = {
             additionalProperties: false,
             required: ["memory", "disk", "streams", "consumers"],
             properties: { memory: limit, disk: limit, streams: limit, consumers: limit },
+          },
+          rate_limits: {
+            type: "object",
+            additionalProperties: false,
+            properties: {
+              // A rate of 0 would stop the tenant's clients for good: suspend the tenant instead.
+              messages_per_second: { type: "integer", anyOf: [{ const: -1 }, { minimum: 1 }] },
+              bytes_per_second: { type: "integer", anyOf: [{ const: -1 }, { minimum: 1 }] },
+            },
           },
         },
       },
@@ -92,6 +115,11 @@ export function getPlan(plans: PlanFile, name: string): Plan {
   const plan = plans.plans[name];
   if (!plan) throw new CodedError("unknown_plan", `unknown plan "${name}" (known: ${Object.keys(plans.plans).join(", ")})`);
   return plan;
+}
+
+/** A plan's gateway rate limits, every one explicit (-1: unlimited). */
+export function rateLimits(plan: Plan): PlanRateLimits {
+  return { ...UNLIMITED_RATE, ...plan.rate_limits };
 }
 
 /** The account JWT `limits` for a plan: every core limit explicit (2.9 admits no connection without). */

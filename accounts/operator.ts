@@ -2,13 +2,20 @@
  * The NATS trust root the gateway owns: the operator, the system account (with the user that
  * pushes account JWTs) and the PLATFORM account (platform services, the audit stream, the KV
  * registry). Kept under `<data-dir>/nats/`, seeds and creds 0600. Creating them is idempotent.
+ *
+ * Or the gateway adopts an operator a platform already runs (made with nsc): it is given the
+ * operator's JWT, one of its signing keys and a system-account user's creds, and signs the tenant
+ * and PLATFORM accounts with that signing key; the operator's identity key and the system account's
+ * seed stay with their owner. `nats/operator.nk` then holds the signing key.
  */
 import path from "node:path";
-import type { Account } from "@nats-io/jwt";
-import { CodedError } from "../common/coded-error.ts";
+import { parseCreds, type Account, type Operator, type User } from "@nats-io/jwt";
+import { CodedError, errorMessage } from "../common/coded-error.ts";
 import { fileExists, readTextFile, writeFileAtomic, writeSecretFile } from "../common/files.ts";
 import type { DataLayout } from "../pki/layout.ts";
+import { lookupAccountJwt, pushAccountJwtIfChanged, type PushResult } from "./claims.ts";
 import { credsFile, decodeJwt, encodeAccountJwt, encodeOperatorJwt, encodeUserJwt, SYSTEM_ACCOUNT_LIMITS, UNLIMITED_LIMITS } from "./jwts.ts";
+import { connectAsSystem } from "./nats-control.ts";
 import { NativeKeyPair } from "./native-keys.ts";
 import type { AccountSigner } from "./user-jwt.ts";
 
@@ -68,9 +75,11 @@ export class NatsFiles {
 }
 
 export interface OperatorMaterial {
+  /** What signs accounts: the operator's identity key, or (an adopted operator) one of its signing keys. */
   operator: NativeKeyPair;
   operatorJwt: string;
-  system: NativeKeyPair;
+  /** The system account: only its public key is used (an adopted operator's seed stays with its owner). */
+  system: Pick<NativeKeyPair, "getPublicKey">;
   systemJwt: string;
   systemUserCreds: string;
   platform: NativeKeyPair;
@@ -115,6 +124,13 @@ export async function hasOperatorSeed(layout: DataLayout): Promise<boolean> {
   return fileExists(new NatsFiles(layout).operatorSeed);
 }
 
+/** The keys that may sign accounts of an operator: its identity key, unless it requires signing keys, and its signing keys. */
+function operatorSigners(claims: { sub: string; nats: Partial<Operator> }): string[] {
+  const signing = (claims.nats.signing_keys ?? []).map((k) => (typeof k === "string" ? k : (k as { key: string }).key));
+  // nsc's `--require-signing-keys`; not in @nats-io/jwt's Operator type.
+  return (claims.nats as { strict_signing_key_usage?: boolean }).strict_signing_key_usage ? signing : [claims.sub, ...signing];
+}
+
 export async function loadOperator(layout: DataLayout): Promise<OperatorMaterial> {
   const files = new NatsFiles(layout);
   if (!(await fileExists(files.operatorSeed))) {
@@ -122,14 +138,15 @@ export async function loadOperator(layout: DataLayout): Promise<OperatorMaterial
   }
   const operator = await readSeed(files.operatorSeed, "operator seed");
   const operatorJwt = (await readTextFile(files.operatorJwt, "operator JWT")).trim();
-  const claims = decodeJwt(operatorJwt, `operator JWT ${files.operatorJwt}`);
-  if (claims.sub !== operator.getPublicKey()) {
-    throw new CodedError("operator_mismatch", `operator JWT ${files.operatorJwt} is not for the operator seed ${files.operatorSeed}`);
+  const claims = decodeJwt<Operator>(operatorJwt, `operator JWT ${files.operatorJwt}`);
+  if (!operatorSigners(claims).includes(operator.getPublicKey())) {
+    throw new CodedError("operator_mismatch", `operator JWT ${files.operatorJwt} is not for the operator seed ${files.operatorSeed} (neither its identity nor one of its signing keys)`);
   }
+  const systemAccount = claims.nats.system_account;
   return {
     operator,
     operatorJwt,
-    system: await readSeed(files.systemAccountSeed, "system account seed"),
+    system: (await fileExists(files.systemAccountSeed)) || !systemAccount ? await readSeed(files.systemAccountSeed, "system account seed") : { getPublicKey: () => systemAccount },
     systemJwt: (await readTextFile(files.systemAccountJwt, "system account JWT")).trim(),
     systemUserCreds: await readTextFile(files.systemUserCreds, "system user creds"),
     platform: await readSeed(files.platformAccountSeed, "platform account seed"),
@@ -245,4 +262,103 @@ export async function writeServerConfig(layout: DataLayout, material: OperatorMa
   if (!force && (await fileExists(files.serverConfig))) return { status: "exists", file: files.serverConfig };
   await writeFileAtomic(files.serverConfig, renderServerConfig(layout, material, opts));
   return { status: "created", file: files.serverConfig };
+}
+
+export interface AdoptOperatorInput {
+  operatorJwt: string;
+  /** Seed of one of the operator's signing keys (`SO…`). */
+  signingSeed: string;
+  /** A user of the operator's system account (nsc: `nsc generate creds -a SYS -n sys`). */
+  systemCreds: string;
+  /** The operator's NATS servers (full resolver). */
+  servers: string[];
+}
+
+export interface AdoptedOperator {
+  status: "adopted" | "exists";
+  operator: string;
+  operator_name: string;
+  signing_key: string;
+  system_account: string;
+  platform_account: string;
+  platform_push: PushResult;
+}
+
+function adoptionRefused(message: string): CodedError {
+  return new CodedError("operator_adoption_refused", message);
+}
+
+/**
+ * Takes over tenant management under an existing operator: checks that the signing key and the
+ * system user belong to the operator and that its NATS accepts accounts signed with that key (the
+ * PLATFORM account is pushed), then writes the operator's material into `<data-dir>/nats/`.
+ * Idempotent for the same operator; a data dir of another operator is refused.
+ */
+export async function adoptOperator(layout: DataLayout, input: AdoptOperatorInput): Promise<AdoptedOperator> {
+  const files = new NatsFiles(layout);
+  const claims = decodeJwt<Operator>(input.operatorJwt.trim(), "operator JWT");
+  if ((claims.nats as { type?: string }).type !== "operator" || !claims.sub.startsWith("O")) throw adoptionRefused(`the operator JWT is a ${(claims.nats as { type?: string }).type ?? "typeless"} JWT, not an operator's`);
+  const systemAccount = claims.nats.system_account;
+  if (!systemAccount) throw adoptionRefused(`operator ${claims.name} (${claims.sub}) names no system account; set one (nsc edit operator --system-account SYS) and give its user's creds`);
+  let signing: NativeKeyPair;
+  try {
+    signing = NativeKeyPair.fromSeed(input.signingSeed);
+  } catch {
+    throw adoptionRefused("the signing key is not an nkey seed (an operator signing key's seed starts with SO)");
+  }
+  if (!signing.getPublicKey().startsWith("O")) throw adoptionRefused(`the signing key ${signing.getPublicKey()} is not an operator key`);
+  if (!operatorSigners(claims).includes(signing.getPublicKey())) {
+    throw adoptionRefused(`${signing.getPublicKey()} is not a signing key of operator ${claims.name} (${claims.sub}); add one with "nsc edit operator --sk generate" and give its seed`);
+  }
+  const creds = await parseCreds(new TextEncoder().encode(input.systemCreds)).catch(() => undefined);
+  if (!creds) throw adoptionRefused("the system creds file is not a NATS .creds file (a user JWT and its seed)");
+  const user = decodeJwt<User>(creds.jwt, "system user JWT");
+  const userAccount = user.nats.issuer_account ?? user.iss;
+  if (userAccount !== systemAccount) throw adoptionRefused(`the creds are of a user of account ${userAccount}, not of the operator's system account ${systemAccount}`);
+
+  if (await fileExists(files.operatorJwt)) {
+    const current = decodeJwt((await readTextFile(files.operatorJwt, "operator JWT")).trim(), `operator JWT ${files.operatorJwt}`);
+    if (current.sub !== claims.sub) throw new CodedError("operator_exists", `${layout.dir} already holds operator ${current.sub}; adopt into a fresh data dir`);
+  }
+
+  let system;
+  try {
+    system = await connectAsSystem(input.servers, input.systemCreds);
+  } catch (err) {
+    throw adoptionRefused(`the system user cannot connect to NATS at ${input.servers.join(",")}: ${errorMessage(err)}`);
+  }
+  try {
+    const systemJwt = await lookupAccountJwt(system, systemAccount);
+    if (!systemJwt) throw adoptionRefused(`NATS at ${input.servers.join(",")} does not answer for the system account ${systemAccount}: is it running in operator mode with a full resolver?`);
+    const existing = (await fileExists(files.platformSigningSeed)) && (await fileExists(files.platformAccountSeed));
+    const platform = existing ? await readSeed(files.platformAccountSeed, "platform account seed") : NativeKeyPair.create("account");
+    const platformSigning = existing ? await readSeed(files.platformSigningSeed, "platform signing seed") : NativeKeyPair.create("account");
+    const platformJwt = await encodeAccountJwt(PLATFORM_ACCOUNT_NAME, platform, signing, platformAccountClaims(platformSigning.getPublicKey()));
+    let pushed: PushResult;
+    try {
+      pushed = (await pushAccountJwtIfChanged(system, platformJwt, signing.getPublicKey())).result;
+    } catch (err) {
+      throw adoptionRefused(`NATS refused an account signed with ${signing.getPublicKey()}: ${errorMessage(err)}`);
+    }
+    await writeSecretFile(files.platformAccountSeed, platform.seedString() + "\n");
+    await writeSecretFile(files.platformSigningSeed, platformSigning.seedString() + "\n");
+    await writeFileAtomic(files.platformAccountJwt, platformJwt + "\n");
+    await writeSecretFile(files.operatorSeed, signing.seedString() + "\n");
+    await writeSecretFile(files.systemUserCreds, input.systemCreds.endsWith("\n") ? input.systemCreds : input.systemCreds + "\n");
+    await writeFileAtomic(files.systemAccountJwt, systemJwt + "\n");
+    await writeNatsUrl(layout, input.servers, "tenant-gateway operator adopt");
+    // Written last: its presence marks the operator material as complete.
+    await writeFileAtomic(files.operatorJwt, input.operatorJwt.trim() + "\n");
+    return {
+      status: existing ? "exists" : "adopted",
+      operator: claims.sub,
+      operator_name: claims.name,
+      signing_key: signing.getPublicKey(),
+      system_account: systemAccount,
+      platform_account: platform.getPublicKey(),
+      platform_push: pushed,
+    };
+  } finally {
+    await system.close();
+  }
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const SOURCE_DIRS = ["common", "pki", "accounts", "streams", "gateway", "admin", "cli"];
+const SOURCE_DIRS = ["common", "pki", "accounts", "streams", "gateway", "onboarding", "admin", "cli"];
 
 function mtime(file) {
   try {

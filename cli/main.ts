@@ -5,6 +5,8 @@ import { pkiCommand } from "./commands/pki.ts";
 import { auditCommand } from "./commands/audit.ts";
 import { devCommand, serveCommand } from "./commands/serve.ts";
 import { exportCommand } from "./commands/export.ts";
+import { operatorCommand } from "./commands/operator.ts";
+import { packageCommand } from "./commands/package.ts";
 import { sessionsCommand } from "./commands/sessions.ts";
 import { streamsCommand } from "./commands/streams.ts";
 import { tenantCommand } from "./commands/tenant.ts";
@@ -16,8 +18,10 @@ export function buildProgram(): Command {
     .version("0.1.0")
     .showHelpAfterError(false);
   program.addCommand(initCommand());
+  program.addCommand(operatorCommand());
   program.addCommand(pkiCommand());
   program.addCommand(tenantCommand());
+  program.addCommand(packageCommand());
   program.addCommand(streamsCommand());
   program.addCommand(syncCommand());
   program.addCommand(auditCommand());

@@ -1,21 +1,31 @@
 /**
  * One client session: the client's TLS socket on one side, its own upstream connection to
  * nats-server (as the user minted for its identity) on the other, and a rewriter deciding what
- * crosses (EdgeRewriter for a tenant's client, PlatformRewriter for a platform identity). Flow
- * control both ways: when one side's socket cannot take more, the other side
- * is not read until it drains; a client that stays backed up for `slowConsumerMs` is cut with
- * -ERR 'Slow Consumer'. A refused frame gets -ERR and the session goes on (as with nats-server);
- * a protocol error ends this session only.
+ * crosses (EdgeRewriter for a tenant's client, PlatformRewriter for a platform identity).
+ *
+ * Flow control both ways: when one side's socket cannot take more, the other side is not read
+ * until it drains. A client that stays backed up is a slow consumer: after `slowConsumerDropMs` its
+ * upstream is read again and what the client cannot take is dropped (counted) — a paused upstream
+ * makes nats-server 2.9 stall every publisher to the slow client's subjects until its write
+ * deadline, 10 s — and after `slowConsumerMs` it is cut (no -ERR, as nats-server does: nats.go
+ * takes an -ERR it does not know as final). The tenant's publish rate limit (its plan) pauses
+ * reading the client while the tenant is over it. A refused frame gets -ERR and the session goes
+ * on (as with nats-server); a protocol error ends this session only.
  */
 import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
+import type { RateBucket } from "./rate-limits.ts";
 import { errFrame, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
 
 /** Refusals logged per session; the rest are counted (session_closed carries the count). */
 const MAX_LOGGED_REFUSALS = 20;
 /** How long a closing session waits for a socket to take its last bytes before cutting it. */
 const LINGER_MS = 2000;
+/** The close reason when NATS ended the upstream connection. */
+export const UPSTREAM_CLOSED = "NATS closed the connection";
+/** While dropping for a slow consumer: what may wait in the client socket's buffer before more is dropped. */
+const SLOW_CONSUMER_BUFFER = 256 * 1024;
 
 export interface ClientSessionOptions {
   id: string;
@@ -28,6 +38,10 @@ export interface ClientSessionOptions {
   /** An INFO for the client after its first PONG (the tenant's own limits). */
   infoUpdate?: object;
   slowConsumerMs: number;
+  /** A client backed up this long stops holding NATS back: what it cannot take is dropped (0 or ≥ slowConsumerMs: never). */
+  slowConsumerDropMs?: number;
+  /** The tenant's publish rate (its plan's rate limits), shared by all its sessions in this process. */
+  rate?: RateBucket;
   /** Bytes the client sent after CONNECT, and bytes NATS sent after the handshake. */
   clientLeftover: Buffer;
   upstreamLeftover: Buffer;
@@ -46,6 +60,14 @@ export class ClientSession {
   private readonly opts: ClientSessionOptions;
   private closed = false;
   private slowTimer: NodeJS.Timeout | undefined;
+  private dropTimer: NodeJS.Timeout | undefined;
+  /** A slow consumer's upstream is read again and what the client cannot take is dropped. */
+  private dropping = false;
+  private droppedBytes = 0;
+  /** NATS cannot take more: the client is not read until the upstream drains. */
+  private upstreamBackedUp = false;
+  /** The tenant is over its rate: the client is not read until this fires. */
+  private rateTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: ClientSessionOptions) {
     this.opts = opts;
@@ -75,10 +97,11 @@ export class ClientSession {
     upstream.on("data", (chunk: Buffer) => this.onUpstreamData(chunk));
     client.on("drain", () => this.clientDrained());
     upstream.on("drain", () => {
-      if (!this.closed) client.resume();
+      this.upstreamBackedUp = false;
+      this.readClientIfFree();
     });
     client.once("close", () => this.close("client closed the connection"));
-    upstream.once("close", () => this.close("NATS closed the connection"));
+    upstream.once("close", () => this.close(UPSTREAM_CLOSED));
     client.on("error", (err) => this.log.debug({ err: err.message }, "client socket error"));
     upstream.on("error", (err) => this.log.debug({ err: err.message }, "upstream socket error"));
     if (this.opts.infoUpdate) this.rewriter.infoAfterFirstPong(this.opts.infoUpdate);
@@ -92,16 +115,38 @@ export class ClientSession {
 
   private onClientData(chunk: Buffer): void {
     if (this.closed) return;
+    const { msgsIn, bytesIn } = this.rewriter.counters;
     let out: Buffer | undefined;
     try {
       out = this.rewriter.clientData(chunk);
     } catch (err) {
       return this.internalError("client", err);
     }
-    if (out && !this.closed && !this.upstream.write(out)) this.client.pause();
+    if (out && !this.closed && !this.upstream.write(out)) {
+      this.upstreamBackedUp = true;
+      this.client.pause();
+    }
     // Refusals (-ERR) of frames in this read go straight back to the client.
     const back = this.closed ? undefined : this.rewriter.pendingForClient();
     if (back && !this.client.write(back)) this.clientBackedUp();
+    if (this.opts.rate && !this.closed) this.paceClient(this.opts.rate.charge(this.rewriter.counters.msgsIn - msgsIn, this.rewriter.counters.bytesIn - bytesIn));
+  }
+
+  /** The tenant is over its publish rate: the client is not read until the tenant's bucket is out of debt. */
+  private paceClient(waitMs: number): void {
+    if (waitMs <= 0 || this.rateTimer || this.closed) return;
+    this.client.pause();
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      // Other sessions of the tenant may have spent what came back meanwhile.
+      const more = this.opts.rate?.charge(0, 0) ?? 0;
+      if (more > 0) this.paceClient(more);
+      else this.readClientIfFree();
+    }, waitMs);
+  }
+
+  private readClientIfFree(): void {
+    if (!this.closed && !this.upstreamBackedUp && !this.rateTimer) this.client.resume();
   }
 
   private onUpstreamData(chunk: Buffer): void {
@@ -112,7 +157,12 @@ export class ClientSession {
     } catch (err) {
       return this.internalError("nats", err);
     }
-    if (out && !this.closed && !this.client.write(out)) this.clientBackedUp();
+    if (!out || this.closed) return;
+    if (this.dropping && this.client.writableLength >= SLOW_CONSUMER_BUFFER) {
+      this.droppedBytes += out.length;
+      return;
+    }
+    if (!this.client.write(out)) this.clientBackedUp();
   }
 
   /**
@@ -126,20 +176,39 @@ export class ClientSession {
   }
 
   private clientBackedUp(): void {
-    this.upstream.pause();
+    if (!this.dropping) this.upstream.pause();
     if (this.slowTimer) return;
     this.slowTimer = setTimeout(() => {
       this.slowTimer = undefined;
-      this.log.warn({ event: "slow_consumer", pending_bytes: this.client.writableLength }, "client could not keep up; disconnecting");
-      this.close("slow consumer", "Slow Consumer");
+      this.log.warn({ event: "slow_consumer", pending_bytes: this.client.writableLength, dropped_bytes: this.droppedBytes }, "client could not keep up; disconnecting");
+      this.close("slow consumer");
     }, this.opts.slowConsumerMs);
     this.slowTimer.unref();
+    const dropMs = this.opts.slowConsumerDropMs ?? 0;
+    if (dropMs > 0 && dropMs < this.opts.slowConsumerMs) {
+      this.dropTimer = setTimeout(() => {
+        this.dropTimer = undefined;
+        if (this.closed || !this.slowTimer) return;
+        this.dropping = true;
+        this.log.warn({ event: "slow_consumer_dropping", pending_bytes: this.client.writableLength, after_ms: dropMs }, "client still backed up: reading NATS again and dropping what it cannot take, so that its tenant's publishers are not held back");
+        this.upstream.resume();
+      }, dropMs);
+      this.dropTimer.unref();
+    }
   }
 
   private clientDrained(): void {
     if (this.slowTimer) {
       clearTimeout(this.slowTimer);
       this.slowTimer = undefined;
+    }
+    if (this.dropTimer) {
+      clearTimeout(this.dropTimer);
+      this.dropTimer = undefined;
+    }
+    if (this.dropping) {
+      this.dropping = false;
+      this.log.info({ event: "slow_consumer_recovered", dropped_bytes: this.droppedBytes }, "client caught up; messages dropped while it was behind are lost to it");
     }
     if (!this.closed) this.upstream.resume();
   }
@@ -166,6 +235,8 @@ export class ClientSession {
     if (this.closed) return;
     this.closed = true;
     if (this.slowTimer) clearTimeout(this.slowTimer);
+    if (this.dropTimer) clearTimeout(this.dropTimer);
+    if (this.rateTimer) clearTimeout(this.rateTimer);
     const pending = this.rewriter.pendingForClient();
     if (pending) this.client.write(pending);
     if (errText) this.client.end(errFrame(errText));

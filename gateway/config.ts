@@ -33,13 +33,26 @@ export interface GatewayConfig {
   tls_first: TlsFirstMode;
   tls_first_delay_ms: number;
   handshake_timeout_ms: number;
-  /** A client that cannot take its messages for this long is cut with -ERR 'Slow Consumer'. */
+  /** A client that cannot take its messages for this long is cut (a slow consumer). */
   slow_consumer_ms: number;
+  /**
+   * A client backed up this long stops holding NATS back: its upstream is read again and what it
+   * cannot take is dropped (counted), as nats-server 2.10+ drops for a slow consumer; until then
+   * NATS keeps the backlog. Holding NATS back longer makes nats-server 2.9 stall every publisher to
+   * the slow client's subjects. 0 (or not below slow_consumer_ms): never drop, hold NATS back.
+   */
+  slow_consumer_drop_ms: number;
   /**
    * SIGTERM: how long lame-duck clients get to leave before the rest are closed. Below
    * Kubernetes' default termination grace (30 s), so the pod exits by itself, not killed mid-drain.
    */
   drain_timeout_ms: number;
+  /**
+   * Lame duck: how long after the `ldm` INFO before the gateway starts closing the clients that
+   * stayed (those that honour it leave by themselves; replicas stopped together do not send clients
+   * to each other). At most a quarter of the drain; the closes are then spread over the rest of it.
+   */
+  lame_duck_grace_ms: number;
   /** Start-up: how long to keep retrying an unreachable NATS (with backoff) before giving up; 0 = until it answers. */
   nats_wait_ms: number;
   log_level: string;
@@ -70,7 +83,9 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   tls_first_delay_ms: 50,
   handshake_timeout_ms: 5000,
   slow_consumer_ms: 10_000,
+  slow_consumer_drop_ms: 1000,
   drain_timeout_ms: 20_000,
+  lame_duck_grace_ms: 5000,
   nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,
@@ -98,7 +113,9 @@ const schema = {
     tls_first_delay_ms: { type: "integer", minimum: 0, maximum: 10000 },
     handshake_timeout_ms: { type: "integer", minimum: 100, maximum: 120000 },
     slow_consumer_ms: { type: "integer", minimum: 100, maximum: 600000 },
+    slow_consumer_drop_ms: { type: "integer", minimum: 0, maximum: 600000 },
     drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
+    lame_duck_grace_ms: { type: "integer", minimum: 0, maximum: 600000 },
     nats_wait_ms: { type: "integer", minimum: 0, maximum: 86400000 },
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },
@@ -153,7 +170,9 @@ const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list
   ["TENANT_GATEWAY_MAX_PAYLOAD", "max_payload", "int"],
   ["TENANT_GATEWAY_TLS_FIRST", "tls_first", "string"],
   ["TENANT_GATEWAY_SLOW_CONSUMER_MS", "slow_consumer_ms", "int"],
+  ["TENANT_GATEWAY_SLOW_CONSUMER_DROP_MS", "slow_consumer_drop_ms", "int"],
   ["TENANT_GATEWAY_DRAIN_TIMEOUT_MS", "drain_timeout_ms", "int"],
+  ["TENANT_GATEWAY_LAME_DUCK_GRACE_MS", "lame_duck_grace_ms", "int"],
   ["TENANT_GATEWAY_NATS_WAIT_MS", "nats_wait_ms", "int"],
   ["TENANT_GATEWAY_LOG_LEVEL", "log_level", "string"],
   ["TENANT_GATEWAY_SYNC_ON_START", "sync_on_start", "bool"],

@@ -24,7 +24,16 @@ export interface ListenerOptions {
   onSecureClient: (socket: tls.TLSSocket, meta: ClientMeta) => void;
   /** A connection that never became a client (no TLS, handshake failure, timeout). */
   onRefused: (meta: ClientMeta, code: string, reason: string) => void;
+  /**
+   * Asked before a new connection gets anything (no INFO, no TLS): a refusal there closes the
+   * connection at once, which a stock client takes as a failed attempt and retries at its own
+   * reconnect pace. The answer may wait for a probe under way.
+   */
+  mayAccept?: () => AcceptVerdict | Promise<AcceptVerdict>;
 }
+
+/** Whether a new connection may start its handshake, and if not the code and reason it is refused with. */
+export type AcceptVerdict = { accept: true } | { accept: false; code: string; reason: string };
 
 export interface ClientMeta {
   id: number;
@@ -80,8 +89,32 @@ export class GatewayListener {
 
   private accept(socket: net.Socket): void {
     const meta: ClientMeta = { id: this.nextId++, remoteAddress: socket.remoteAddress ?? "?", remotePort: socket.remotePort ?? 0, tlsFirst: false, acceptedAt: Date.now() };
-    this.pending.add(socket);
     socket.on("error", () => socket.destroy());
+    const verdict = this.opts.mayAccept?.() ?? { accept: true as const };
+    if (!(verdict instanceof Promise)) return this.decided(socket, meta, verdict);
+    this.pending.add(socket);
+    verdict.then(
+      (v) => {
+        this.pending.delete(socket);
+        if (socket.destroyed || this.closing) return void socket.destroy();
+        this.decided(socket, meta, v);
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  private decided(socket: net.Socket, meta: ClientMeta, verdict: AcceptVerdict): void {
+    if (!verdict.accept) {
+      // Closed before INFO: to the client, as if no server listened.
+      socket.destroy();
+      if (!this.closing) this.opts.onRefused(meta, verdict.code, verdict.reason);
+      return;
+    }
+    this.startHandshake(socket, meta);
+  }
+
+  private startHandshake(socket: net.Socket, meta: ClientMeta): void {
+    this.pending.add(socket);
     let decided = false;
     const deadline = setTimeout(() => {
       outcome.refuse("handshake_timeout", `no TLS handshake within ${this.opts.handshakeTimeoutMs} ms`);

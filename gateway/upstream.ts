@@ -3,7 +3,12 @@
  * nats-server itself — read INFO, answer with CONNECT carrying the user JWT minted for the
  * identity and the signed server nonce plus the client's own options, then PING and wait for
  * PONG (or the server's -ERR). Servers are tried in turn, starting at a rotating index, so
- * sessions spread over a cluster and survive one server being down.
+ * sessions spread over a cluster and survive one server being down; a server that failed a
+ * moment ago is tried last (a host that is down may take the whole connect timeout to say so).
+ *
+ * `UpstreamReachability` knows whether any server answers at all, so that the gateway can refuse
+ * new clients before TLS while none does: a stock client then fails its attempt at once and
+ * retries at its own reconnect pace, instead of waiting out its connection timeout.
  */
 import net from "node:net";
 import tls from "node:tls";
@@ -15,7 +20,12 @@ export interface UpstreamServer {
   port: number;
   tls: boolean;
   url: string;
+  /** When a connection to it last failed (not refused); such a server is tried after the others for a while. */
+  failedAt?: number;
 }
+
+/** How long a server that failed is tried after the others. */
+const RECENT_FAILURE_MS = 5000;
 
 export function parseServerUrl(url: string): UpstreamServer {
   const withScheme = /^[a-z]+:\/\//i.test(url) ? url : `nats://${url}`;
@@ -224,17 +234,149 @@ async function handshake(server: UpstreamServer, creds: UpstreamCredentials, cli
   }
 }
 
+/** The servers in the order to try them: round-robin from `start`, those that failed recently last. */
+export function serverOrder(servers: readonly UpstreamServer[], start: number, now = Date.now()): UpstreamServer[] {
+  const rotated = servers.map((_, i) => servers[(start + i) % servers.length]!);
+  const recentlyFailed = (s: UpstreamServer): boolean => s.failedAt !== undefined && now - s.failedAt < RECENT_FAILURE_MS;
+  return [...rotated.filter((s) => !recentlyFailed(s)), ...rotated.filter(recentlyFailed)];
+}
+
 /** Tries each server once, starting at `start`; an authorization refusal is final (no other server will say otherwise). */
 export async function openUpstream(servers: readonly UpstreamServer[], start: number, creds: UpstreamCredentials, client: ClientConnectOptions, opts: UpstreamOptions = {}): Promise<OpenedUpstream> {
   const errors: string[] = [];
-  for (let i = 0; i < servers.length; i++) {
-    const server = servers[(start + i) % servers.length]!;
+  for (const server of serverOrder(servers, start)) {
     try {
-      return await handshake(server, creds, client, opts);
+      const opened = await handshake(server, creds, client, opts);
+      delete server.failedAt;
+      return opened;
     } catch (err) {
       if (err instanceof UpstreamRefused) throw err;
+      server.failedAt = Date.now();
       errors.push(errorMessage(err));
     }
   }
   throw new CodedError("upstream_unavailable", `no NATS server reachable: ${errors.join("; ")}`);
+}
+
+/** Texts of nats-server's -ERR that refuse a user (the ones stock clients count towards giving up). */
+export function isAuthorizationRefusal(text: string): boolean {
+  return /^(authorization violation|user authentication (revoked|expired)|account authentication expired)/i.test(text.trim());
+}
+
+/** Does this server answer a new connection with its INFO within `timeoutMs`? */
+async function answers(server: UpstreamServer, timeoutMs: number): Promise<boolean> {
+  let socket: net.Socket | undefined;
+  try {
+    socket = await connectSocket(server, timeoutMs);
+    let sawInfo = false;
+    await readLines(
+      socket,
+      timeoutMs,
+      (line) => {
+        sawInfo = /^INFO\s/i.test(line);
+        return "done";
+      },
+      `NATS ${server.url} probe`,
+    );
+    return sawInfo;
+  } catch {
+    return false;
+  } finally {
+    socket?.destroy();
+  }
+}
+
+export interface ReachabilityOptions {
+  /** While no server answers, how often to ask again. */
+  probeIntervalMs: number;
+  /** How long one server gets to answer a probe with its INFO. */
+  probeTimeoutMs: number;
+  /** Called when the answer changes (not for every probe). */
+  onChange: (reachable: boolean) => void;
+}
+
+/**
+ * Whether any of the NATS servers answers. Assumed reachable until a session's upstream cannot be
+ * opened on any server (`unreachable()`); from then on every server is probed (TCP connect, then
+ * its INFO line) every `probeIntervalMs` until one answers. `check()` probes at once, for when
+ * upstream connections closed under their sessions; callers that decide on the answer await a
+ * probe already under way (a refused connect on a LAN takes a millisecond).
+ */
+export class UpstreamReachability {
+  private readonly servers: readonly UpstreamServer[];
+  private readonly opts: ReachabilityOptions;
+  private up = true;
+  private probe: Promise<boolean> | undefined;
+  private probedAt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private waiters: Array<() => void> = [];
+  private closed = false;
+
+  constructor(servers: readonly UpstreamServer[], opts: ReachabilityOptions) {
+    this.servers = servers;
+    this.opts = opts;
+  }
+
+  get reachable(): boolean {
+    return this.up;
+  }
+
+  /** The current answer, after the probe under way if there is one. */
+  current(): boolean | Promise<boolean> {
+    return this.probe ?? this.up;
+  }
+
+  /** Resolves when some server answers (at once if one does now). */
+  whenReachable(): Promise<void> {
+    if (this.up) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** No server could be reached: probe until one answers. */
+  unreachable(): void {
+    this.set(false);
+    this.schedule();
+  }
+
+  /** Probes now (one probe at a time; a probe finished within the last 100 ms is answer enough). */
+  check(): Promise<boolean> {
+    if (this.probe) return this.probe;
+    if (Date.now() - this.probedAt < 100) return Promise.resolve(this.up);
+    const probe = Promise.all(this.servers.map((s) => answers(s, this.opts.probeTimeoutMs))).then((results) => {
+      this.probe = undefined;
+      this.probedAt = Date.now();
+      const up = results.some(Boolean);
+      this.set(up);
+      if (!up) this.schedule();
+      return up;
+    });
+    this.probe = probe;
+    return probe;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.set(true);
+  }
+
+  private schedule(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.up && !this.closed) void this.check();
+    }, this.opts.probeIntervalMs);
+    this.timer.unref();
+  }
+
+  private set(up: boolean): void {
+    if (up === this.up) return;
+    this.up = up;
+    this.opts.onChange(up);
+    if (up) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const w of waiters) w();
+    }
+  }
 }

@@ -223,7 +223,9 @@ export function renderServerConfig(layout: DataLayout, material: OperatorMateria
     'lame_duck_duration: "30s"',
     'lame_duck_grace_period: "5s"',
   ];
-  if (opts.httpPort !== undefined) lines.push(`http: ${q(`${opts.host}:${opts.httpPort}`)}`);
+  // Monitoring (/varz, /connz, /jsz, /healthz) on the client listener's host, 4000 above its port
+  // (18222 beside 14222, as nats-server's 8222 beside 4222); a random one beside a random client port.
+  lines.push(`http_port: ${opts.httpPort ?? (opts.port === -1 || opts.port > 61535 ? -1 : opts.port + 4000)}`);
   if (opts.tls) {
     lines.push("tls: {", `  cert_file: ${q(opts.tls.cert)}`, `  key_file: ${q(opts.tls.key)}`, `  ca_file: ${q(opts.tls.ca)}`, "  timeout: 5", "}");
   }

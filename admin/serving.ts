@@ -62,6 +62,7 @@ function operationsOn(server: AdminHttpServer, runtime: GatewayRuntime, registry
   const ops = new AdminOperations(runtime, stats, log.child({ component: "admin" }));
   ops.enablePackages(packageOperations(ops));
   server.attach(ops);
+  log.info({ event: "http_attached", port: server.address.port }, "admin API, console and readiness answer for the running gateway");
   return stats;
 }
 

@@ -150,6 +150,7 @@ export class EdgeRewriter extends FrameRewriter {
     const out = this.toUpstream;
     if (translated.kind === "refuse") {
       const r = translated.refusal;
+      this.counters.jsRefused++;
       this.events.jetStreamRefused(subject, r.code, r.reason, r.description);
       if (!reply) return;
       // The error goes back through NATS to the client's own reply subscription.
@@ -158,6 +159,7 @@ export class EdgeRewriter extends FrameRewriter {
       else out.pub(reply, null, payload, 0, payload.length);
       return;
     }
+    this.counters.jsApi++;
     if (reply && op.decision.kind === "allow" && op.decision.response !== "untouched") this.trackJetStreamReply(this.prefixText + frameString(f.buf, f.replyStart, f.replyEnd), op);
     const newBody = translated.body ?? EMPTY;
     const to = SubjectBytes.of(translated.subject);

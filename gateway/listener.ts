@@ -41,6 +41,8 @@ export interface ClientMeta {
   remotePort: number;
   tlsFirst: boolean;
   acceptedAt: number;
+  /** Closed before sending a byte: a load balancer's TCP health check, counted rather than logged as a refusal. */
+  probe?: boolean;
 }
 
 const TLS_HANDSHAKE_RECORD = 0x16;
@@ -139,6 +141,7 @@ export class GatewayListener {
     // as such, at once, not as a handshake timeout later.
     socket.once("close", () => {
       this.pending.delete(socket);
+      meta.probe = socket.bytesRead === 0;
       outcome.refuse("client_closed", "the client closed the connection before the TLS handshake");
     });
     const secureStart = (tlsFirst: boolean): void => this.startTls(socket, meta, tlsFirst, outcome);

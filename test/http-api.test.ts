@@ -241,3 +241,54 @@ test("the OpenAPI document describes every route, and no answer carries a secret
     assertNoSecrets(t, r.text);
   }
 });
+
+test("onboarding packages: created through the API, downloaded once over HTTPS with the token alone; 400, 401, 404, 409 and 410 otherwise", async (t) => {
+  const created = await api("POST", "/packages", { tenant: "acme-corp", component: "edge-pkg", partition: "p1", type: "poller" });
+  t.is(created.status, 201, created.text);
+  const { package: pkg, token, download_url: url } = created.json<{ package: { id: string; state: string; download_path: string }; token: string; download_url: string }>();
+  t.is(pkg.state, "pending");
+  t.is(url, `https://127.0.0.1:${http.port}${pkg.download_path}?token=${token}`, "on the host the API was reached by");
+  const listed = (await api("GET", "/packages?tenant=acme-corp")).json<{ packages: Array<{ id: string }> }>().packages;
+  t.true(listed.some((p) => p.id === pkg.id));
+  t.false(JSON.stringify(listed).includes(token), "the token is never listed");
+
+  const path = pkg.download_path;
+  const download = (query: string, tls?: ClientTls): Promise<HttpAnswer> => http.request("GET", `${path}${query}`, { tls });
+  t.is(errorOf(await http.get(`${path}?token=${token}`)).code, "tls_required", "not over plain HTTP");
+  const malformed = await http.request("GET", `/api/v1/packages/not-a-uuid/download?token=${token}`);
+  t.is(malformed.status, 400);
+  t.is(errorOf(malformed).code, "malformed_request");
+  const missing = await download("");
+  t.is(missing.status, 401);
+  t.is(errorOf(missing).code, "token_required");
+  const wrong = await download(`?token=${"A".repeat(43)}`);
+  t.is(wrong.status, 401);
+  t.is(errorOf(wrong).code, "token_invalid");
+  const unknown = await http.request("GET", `/api/v1/packages/00000000-0000-4000-8000-000000000000/download?token=${token}`);
+  t.is(unknown.status, 404);
+  t.is(errorOf(unknown).code, "package_not_found");
+
+  const first = await download(`?token=${token}`);
+  t.is(first.status, 200);
+  t.is(first.headers["content-type"], "application/gzip");
+  t.regex(String(first.headers["content-disposition"]), /attachment; filename="acme-corp-edge-pkg-p1\.tar\.gz"/);
+  t.is(first.body[0], 0x1f, "gzip");
+  t.is(first.body[1], 0x8b);
+  const second = await download(`?token=${token}`);
+  t.is(second.status, 409);
+  t.is(errorOf(second).code, "package_delivered");
+
+  const short = (await api("POST", "/packages", { tenant: "acme-corp", component: "edge-late", partition: "p1", type: "agent", ttl: "1s" })).json<{ package: { download_path: string }; token: string }>();
+  await new Promise((r) => setTimeout(r, 1500)); // the token's lifetime itself is what is tested
+  const expired = await http.request("GET", `${short.package.download_path}?token=${short.token}`);
+  t.is(expired.status, 410);
+  t.is(errorOf(expired).code, "package_expired");
+
+  const revoked = await api("POST", `/packages/${pkg.id}/revoke`, { reason: "test" });
+  t.is(revoked.status, 200, revoked.text);
+  t.is(revoked.json<{ state: string }>().state, "revoked");
+  const audit = (await api("GET", "/audit?tenant=acme-corp")).json<{ records: Array<{ api?: string; identity: string }> }>().records;
+  t.true(audit.some((r) => r.api === "package.create" && r.identity === "admin"));
+  t.true(audit.some((r) => r.api === "package.download" && r.identity === "_token"));
+  t.true(audit.some((r) => r.api === "package.revoke"));
+});

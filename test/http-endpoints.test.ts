@@ -5,6 +5,7 @@
  * JetStream figures (consumer lag) per tenant stream, bounded labels, and readiness that turns
  * false in lame duck.
  */
+import { promises as fs } from "node:fs";
 import net from "node:net";
 import { once } from "node:events";
 import test from "ava";
@@ -12,6 +13,11 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/
 import { startDeployment, type Deployment } from "./helpers/gateway-fixture.ts";
 import { startHttp, type HttpFixture } from "./helpers/http-fixture.ts";
 import { parseExposition, valueOf, type Series } from "./helpers/prometheus.ts";
+import { runCli } from "./helpers/cli.ts";
+import { startNatsServer } from "./helpers/nats-server.ts";
+import { tempDir } from "./helpers/tmp.ts";
+import { NatsFiles } from "../accounts/operator.ts";
+import { DataLayout } from "../pki/layout.ts";
 
 let dep: Deployment;
 let http: HttpFixture;
@@ -191,4 +197,26 @@ test.serial("readiness turns false in lame duck, while health stays true", async
   t.regex(body.checks.listener.detail, /lame duck/);
   t.is((await ownHttp.get("/healthz")).status, 200, "the process is alive");
   await stopping;
+});
+
+test("init writes NATS's monitoring port into nats-server.conf: /varz and /healthz answer beside the gateway's", async (t) => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const free = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  // A client port whose monitoring port (4000 above) is free too.
+  const natsPort = free > 61535 ? free - 4000 : free;
+  const layout = new DataLayout(tempDir("ntg-init-http-"));
+  const init = await runCli(["init", "--data-dir", layout.dir, "--nats-port", String(natsPort)], { TENANT_GATEWAY_NATS: "" });
+  t.is(init.code, 0, init.stderr);
+  const conf = await fs.readFile(new NatsFiles(layout).serverConfig, "utf8");
+  t.regex(conf, new RegExp(`^http_port: ${natsPort + 4000}$`, "m"));
+  // Its leaf node listener has a fixed port that another deployment on this machine may hold.
+  await fs.writeFile(new NatsFiles(layout).serverConfig, conf.replace(/^(leafnodes: \{\n {2}listen: "[^"]+:)\d+"/m, '$1-1"'));
+  const nats = await startNatsServer(new NatsFiles(layout).serverConfig);
+  t.teardown(() => nats.stop());
+  const varz = await fetch(`http://127.0.0.1:${natsPort + 4000}/varz`).then((r) => r.json() as Promise<{ port: number; http_port: number }>);
+  t.is(varz.port, natsPort);
+  t.is(varz.http_port, natsPort + 4000);
+  t.is((await fetch(`http://127.0.0.1:${natsPort + 4000}/healthz`)).status, 200);
 });

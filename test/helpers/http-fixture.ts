@@ -18,13 +18,9 @@ export interface HttpAnswer {
   json<T = Record<string, unknown>>(): T;
 }
 
-export interface HttpFixture {
+export interface HttpFixture extends HttpClient {
   port: number;
   logs: LogCapture;
-  /** Plain HTTP. */
-  get(path: string): Promise<HttpAnswer>;
-  /** HTTPS; `tls` undefined = no client certificate (the server's certificate is checked against the root). */
-  request(method: string, path: string, opts?: { tls?: ClientTls | undefined; body?: unknown; headers?: Record<string, string>; rawBody?: string }): Promise<HttpAnswer>;
   stop(): Promise<void>;
 }
 
@@ -33,17 +29,16 @@ function answer(res: http.IncomingMessage, body: Buffer): HttpAnswer {
   return { status: res.statusCode ?? 0, headers: res.headers, body, text, json: <T>() => JSON.parse(text) as T };
 }
 
-export async function startHttp(dep: Deployment, opts: { jetstreamStatsIntervalMs?: number } = {}): Promise<HttpFixture> {
-  const logs = new LogCapture();
-  const config = { ...dep.gateway.config, http_listen: "127.0.0.1:0", jetstream_stats_interval_ms: opts.jetstreamStatsIntervalMs ?? 1000 };
-  const side = await startHttpSide(config, createLogger({ level: "debug", destination: logs }));
-  if (!side) throw new Error("the HTTP side did not start");
-  side.attach(dep.gateway);
-  const port = side.server.address.port;
-  const ca = (await dep.admin()).ca;
+export interface HttpClient {
+  /** Plain HTTP. */
+  get(path: string): Promise<HttpAnswer>;
+  /** HTTPS; `tls` undefined = no client certificate (the server's certificate is checked against the root). */
+  request(method: string, path: string, opts?: { tls?: ClientTls | undefined; body?: unknown; headers?: Record<string, string>; rawBody?: string }): Promise<HttpAnswer>;
+}
+
+/** A client of an HTTP listener on a loopback port, trusting `ca` (the deployment's root). */
+export function httpClient(port: number, ca: string): HttpClient {
   return {
-    port,
-    logs,
     get: (path) =>
       new Promise((resolve, reject) => {
         http
@@ -78,6 +73,15 @@ export async function startHttp(dep: Deployment, opts: { jetstreamStatsIntervalM
         req.on("error", reject);
         req.end(payload);
       }),
-    stop: () => side.close(),
   };
+}
+
+export async function startHttp(dep: Deployment, opts: { jetstreamStatsIntervalMs?: number } = {}): Promise<HttpFixture> {
+  const logs = new LogCapture();
+  const config = { ...dep.gateway.config, http_listen: "127.0.0.1:0", jetstream_stats_interval_ms: opts.jetstreamStatsIntervalMs ?? 1000 };
+  const side = await startHttpSide(config, createLogger({ level: "debug", destination: logs }));
+  if (!side) throw new Error("the HTTP side did not start");
+  side.attach(dep.gateway);
+  const port = side.server.address.port;
+  return { port, logs, ...httpClient(port, (await dep.admin()).ca), stop: () => side.close() };
 }

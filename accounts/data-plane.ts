@@ -15,6 +15,7 @@ import type { DataLayout } from "../pki/layout.ts";
 import { defaultMasterKeyFile, type StoreKind } from "./control-plane.ts";
 import { DirectoryTenantStore } from "./directory-store.ts";
 import { NatsFiles } from "./operator.ts";
+import { PLATFORM_TRUST_KEY } from "./platform-trust.ts";
 
 interface PlatformFile {
   /** Path relative to the data dir: the same in source and target. */
@@ -37,6 +38,8 @@ function platformFiles(layout: DataLayout): PlatformFile[] {
     { file: rel(nats.platformAccountJwt), secret: false },
     { file: rel(nats.platformSigningSeed), secret: true },
     { file: rel(nats.url), secret: false, optional: true },
+    // Directory store: the platform CA's rotation and the platform certificates revoked (registry entry).
+    { file: rel(layout.registryEntry("platform", PLATFORM_TRUST_KEY)), secret: false, optional: true },
   ];
 }
 

@@ -7,11 +7,18 @@
  * same identity, the old one valid until revoked (`--revoke-old`). Stock `nats` v2 clients.
  */
 import { promises as fs } from "node:fs";
+import path from "node:path";
 import test from "ava";
-import type { NatsConnection } from "nats";
+import { connect, type NatsConnection } from "nats";
 import { revokeCertificate } from "../accounts/certificate-lifecycle.ts";
 import type { StoreKind } from "../accounts/control-plane.ts";
-import { runCli } from "./helpers/cli.ts";
+import { createLogger } from "../common/logger.ts";
+import { resolveConfig } from "../gateway/config.ts";
+import { Gateway } from "../gateway/gateway.ts";
+import { DataLayout } from "../pki/layout.ts";
+import { runCli, runCliJson } from "./helpers/cli.ts";
+import { LogCapture } from "./helpers/gateway-fixture.ts";
+import { tempDir } from "./helpers/tmp.ts";
 import { startReplicas, type ReplicatedDeployment } from "./helpers/replicas.ts";
 
 interface Refusal {
@@ -176,6 +183,30 @@ function revocationSuite(store: StoreKind): void {
     t.regex(text.stdout, new RegExp(`warning: it replaces certificate ${reissued.json.serial_number}, which stays valid until .*\n.*pki revoke --serial ${reissued.json.serial_number} --tenant globex`));
   });
 }
+
+test.serial("a data-plane export carries the platform's trust state: a gateway serving from it refuses a platform certificate revoked on the control plane once the export is re-run", async (t) => {
+  const dep = await startReplicas({ store: "dir", replicas: 0, tenants: [] });
+  t.teardown(() => dep.stop());
+  const admin = await dep.platform("admin");
+  const target = new DataLayout(tempDir("ntg-dp-"));
+  const exported = await runCliJson<{ files: Array<{ file: string }> }>(["export", "dataplane", target.dir, "--data-dir", dep.layout.dir]);
+  t.is(exported.code, 0, exported.stderr);
+  const logs = new LogCapture();
+  const config = await resolveConfig({ env: {}, flags: { listen: "127.0.0.1:0", nats: dep.nats.url, data_dir: target.dir, sync_on_start: false, registry_poll_ms: 100, log_level: "info" } });
+  const gateway = await Gateway.start(config, createLogger({ level: "info", destination: logs }));
+  t.teardown(() => gateway.shutdown(0));
+  const connectAdmin = (): Promise<NatsConnection> => connect({ servers: `tls://127.0.0.1:${gateway.port}`, tls: { cert: admin.cert, key: admin.key, ca: admin.ca }, reconnect: false });
+  const session = await connectAdmin();
+  const cut = session.closed();
+
+  t.is((await dep.cli(["pki", "revoke", "--cert", dep.layout.platformIdentity("admin").cert])).code, 0);
+  await cut;
+  const again = await runCliJson<{ files: Array<{ file: string; result: string }> }>(["export", "dataplane", target.dir, "--data-dir", dep.layout.dir]);
+  t.like(again.json.files.find((f) => f.file === path.join("registry", "platform", "trust.json")), { result: "written" });
+  await logs.waitFor((l) => l.event === "platform_trust_changed");
+  await t.throwsAsync(connectAdmin());
+  t.is((await logs.waitFor((l) => l.event === "connection_refused" && l.cn === "admin.platform.serviceradar")).code, "certificate_revoked");
+});
 
 function readFile(file: string): Promise<string> {
   return fs.readFile(file, "utf8");

@@ -14,8 +14,10 @@ import { startDeployment, type Deployment } from "./helpers/gateway-fixture.ts";
 import { startHttp, type HttpFixture } from "./helpers/http-fixture.ts";
 import { parseExposition, valueOf, type Series } from "./helpers/prometheus.ts";
 import { runCli } from "./helpers/cli.ts";
+import path from "node:path";
 import { startNatsServer } from "./helpers/nats-server.ts";
 import { tempDir } from "./helpers/tmp.ts";
+import { PROJECT_ROOT } from "./helpers/cli.ts";
 import { NatsFiles } from "../accounts/operator.ts";
 import { DataLayout } from "../pki/layout.ts";
 
@@ -174,6 +176,16 @@ test.serial("every series is labelled by tenant, code, result, worker or stream 
   const tenants = new Set(own.map((s) => s.labels.tenant).filter((v) => v !== undefined));
   for (const tenant of tenants) t.true(["acme-corp", "globex", "initech", "_platform", "_unknown"].includes(tenant!), `tenant label ${tenant}`);
   t.true(series.some((s) => s.name === "nodejs_eventloop_lag_seconds"), "the process's own metrics are there too");
+});
+
+test.serial("the Grafana dashboard (deploy/grafana) uses only series the gateway exports", async (t) => {
+  const dashboard = JSON.parse(await fs.readFile(path.join(PROJECT_ROOT, "deploy", "grafana", "tenant-gateway.json"), "utf8")) as { panels: Array<{ targets?: Array<{ expr: string }> }> };
+  // Every metric the exposition declares (a labelled counter has no series until it first counts).
+  const text = (await http.get("/metrics")).text;
+  const names = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].flatMap(([, name, type]) => (type === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name!])));
+  const used = new Set(dashboard.panels.flatMap((p) => p.targets ?? []).flatMap((target) => [...target.expr.matchAll(/\b((?:tenant_gateway|process|nodejs)_[a-z0-9_]+)\b/g)].map((m) => m[1]!)));
+  t.true(used.size > 15);
+  for (const name of used) t.true(names.has(name), `${name} is exported`);
 });
 
 test.serial("readiness turns false in lame duck, while health stays true", async (t) => {

@@ -59,7 +59,7 @@ export async function issuePlatform(layout: DataLayout, store: TenantStore, name
 /** Where a certificate belongs: a tenant (edge identities) or the platform. */
 export type CertificateScope = { tenant: string } | { platform: true };
 
-export function scopeKey(scope: CertificateScope): string {
+function scopeKey(scope: CertificateScope): string {
   return "tenant" in scope ? scope.tenant : PLATFORM_SCOPE;
 }
 
@@ -68,7 +68,7 @@ function scopeText(scope: CertificateScope): string {
 }
 
 /** The scope a certificate's CN puts it in. */
-export function scopeOfCommonName(cn: string | undefined): CertificateScope {
+function scopeOfCommonName(cn: string | undefined): CertificateScope {
   try {
     if (cn !== undefined) {
       const parsed = parseCommonName(cn);

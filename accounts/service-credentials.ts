@@ -38,7 +38,7 @@ export interface IssuedCredential {
 }
 
 /** An edge-view subject or wildcard (`events.>`, `jobs.*`) → the tenant's (`acme-corp.events.>`). */
-export function tenantScoped(slug: string, subject: string, what: string): string {
+function tenantScoped(slug: string, subject: string, what: string): string {
   const tokens = subject.split(".");
   const bad = (why: string): CodedError => new CodedError("invalid_subject", `${what} ${JSON.stringify(subject)} ${why}; write subjects in the edge view, e.g. "events.>" (the tenant prefix "${slug}." is added)`);
   if (tokens.some((t) => t.length === 0 || /\s/.test(t) || [...t].some((c) => c.charCodeAt(0) < 0x20))) throw bad("has an empty token, whitespace or a control character");

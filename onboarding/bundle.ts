@@ -19,7 +19,6 @@ import { readOnboardingTemplate, renderTemplate } from "./templates.ts";
 export const PACKAGE_TYPES = ["agent", "poller", "checker", "collector"] as const;
 export type PackageType = (typeof PACKAGE_TYPES)[number];
 export const COLLECTOR_KINDS = ["otel", "syslog-flow"] as const;
-export type CollectorKind = (typeof COLLECTOR_KINDS)[number];
 
 /** What a kind of component gets: its config template, a subject to try the connection with, its image. */
 export interface BundleProfile {

@@ -103,7 +103,7 @@ function downloadError(status: 400 | 401 | 404 | 409 | 410, code: string, messag
 }
 
 /** The download endpoint's path on the gateway's HTTP listener (the token goes in `?token=`). */
-export function downloadPath(id: string): string {
+function downloadPath(id: string): string {
   return `/api/v1/packages/${id}/download`;
 }
 

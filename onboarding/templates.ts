@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import YAML from "yaml";
 import { CodedError } from "../common/coded-error.ts";
 
-export const BUILTIN_ONBOARDING_TEMPLATES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "templates");
+const BUILTIN_ONBOARDING_TEMPLATES_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "templates");
 
 const PLACEHOLDER = /\{\{([a-z][a-z0-9_]*)\}\}/g;
 

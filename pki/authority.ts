@@ -204,7 +204,7 @@ function replacedBy(cert: X509Certificate): ReplacedCertificate {
   return { serial_number: s.serial_number, fingerprint_sha256: s.fingerprint_sha256, not_after: s.not_after };
 }
 
-export async function currentLeaf(files: LeafFiles): Promise<ReplacedCertificate | undefined> {
+async function currentLeaf(files: LeafFiles): Promise<ReplacedCertificate | undefined> {
   if (!(await fileExists(files.cert))) return undefined;
   return replacedBy(await readCertificateFile(files.cert, "certificate"));
 }

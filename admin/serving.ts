@@ -11,9 +11,9 @@
  * The JetStream figures (consumer lag) are collected by exactly one process: the single gateway,
  * or the primary.
  */
-import { promises as fs } from "node:fs";
 import { AggregatorRegistry, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import cluster from "node:cluster";
+import { readTextFile } from "../common/files.ts";
 import type { Logger } from "../common/logger.ts";
 import { ControlPlane } from "../accounts/control-plane.ts";
 import type { TenantRecord } from "../accounts/tenant-store.ts";
@@ -51,7 +51,9 @@ async function listen(config: GatewayConfig, log: Logger, metrics: () => Promise
   const address = httpListenAddress(config);
   if (!address) return undefined;
   const layout = new DataLayout(config.data_dir);
-  const [cert, key] = await Promise.all([fs.readFile(layout.gatewayChain, "utf8"), fs.readFile(layout.gatewayKey, "utf8")]);
+  // The same files and the same errors as the gateway's own TLS (gateway/tls.ts).
+  const cert = await readTextFile(layout.gatewayChain, "gateway certificate chain");
+  const key = await readTextFile(layout.gatewayKey, "gateway private key");
   return AdminHttpServer.start({ ...address, tls: { cert, key }, log: log.child({ component: "http" }), metrics });
 }
 

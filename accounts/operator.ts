@@ -193,6 +193,8 @@ export interface ServerConfigOptions {
   /** Optional TLS for direct clients (the benchmark's direct path). */
   tls?: { cert: string; key: string; ca: string };
   httpPort?: number;
+  /** The leafnode listener the gateway's leaf sessions connect to (on `host`); default 3200 above the client port. */
+  leafPort?: number;
 }
 
 /** nats-server configuration for operator mode with the full resolver; listens on loopback only by default. */
@@ -223,6 +225,10 @@ export function renderServerConfig(layout: DataLayout, material: OperatorMateria
     'lame_duck_duration: "30s"',
     'lame_duck_grace_period: "5s"',
   ];
+  // Customer sites' leaf nodes reach it only through the gateway, which authenticates as the
+  // tenant's user (JWT and signed nonce, as for its client connections). 3200 above the client port
+  // (17422 beside 14222, as nats-server's 7422 beside 4222); a random one beside a random client port.
+  lines.push("leafnodes: {", `  listen: ${q(`${opts.host}:${opts.leafPort ?? (opts.port === -1 || opts.port > 62335 ? -1 : opts.port + 3200)}`)}`, "}");
   // Monitoring (/varz, /connz, /jsz, /healthz) on the client listener's host, 4000 above its port
   // (18222 beside 14222, as nats-server's 8222 beside 4222); a random one beside a random client port.
   lines.push(`http_port: ${opts.httpPort ?? (opts.port === -1 || opts.port > 61535 ? -1 : opts.port + 4000)}`);

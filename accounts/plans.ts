@@ -17,6 +17,8 @@ export interface Plan {
   connections: number;
   subscriptions: number;
   max_payload: number;
+  /** Leaf nodes (customer sites' own nats-server, through the gateway); absent: as many as connections. */
+  leaf_nodes?: number;
   jetstream: { memory: number; disk: number; streams: number; consumers: number };
   /**
    * What one gateway process lets the tenant's clients publish, all its sessions together: enforced
@@ -60,6 +62,7 @@ const planFileSchema = {
           connections: limit,
           subscriptions: limit,
           max_payload: limit,
+          leaf_nodes: limit,
           jetstream: {
             type: "object",
             additionalProperties: false,
@@ -127,7 +130,7 @@ export function accountLimits(plan: Plan): OperatorLimits {
   return {
     subs: plan.subscriptions,
     conn: plan.connections,
-    leaf: 0,
+    leaf: plan.leaf_nodes ?? plan.connections,
     data: -1,
     payload: plan.max_payload,
     imports: -1,

@@ -7,6 +7,7 @@
 import type { X509Certificate } from "node:crypto";
 import { identify, IdentityError, type EdgeIdentity, type Identity, type PlatformIdentity, type TrustStore } from "../pki/identity.ts";
 import type { RevokedCertificate, TenantRecord } from "../accounts/tenant-store.ts";
+import { identifyLegacy } from "../pki/legacy-identity.ts";
 
 /** What admission needs to know of the registry, beyond the CAs: each tenant's status, and the certificates revoked. */
 export interface AdmissionRegistry<T extends { record: Pick<TenantRecord, "status"> }> extends TrustStore {
@@ -14,7 +15,13 @@ export interface AdmissionRegistry<T extends { record: Pick<TenantRecord, "statu
   revocation(identity: Identity): Pick<RevokedCertificate, "revoked_at" | "reason" | "serial_number"> | undefined;
 }
 
-export type Admitted<T> = { kind: "edge"; identity: EdgeIdentity; tenant: T } | { kind: "platform"; identity: PlatformIdentity };
+/** `legacy`: a pre-tenant certificate admitted into the configured legacy tenant (pki/legacy-identity.ts). */
+export type Admitted<T> = { kind: "edge"; identity: EdgeIdentity; tenant: T; legacy?: true } | { kind: "platform"; identity: PlatformIdentity };
+
+export interface AdmissionOptions {
+  /** Admit pre-tenant certificates (`<component>.serviceradar` from the platform CA) into this tenant; off when unset. */
+  legacyTenant?: string | undefined;
+}
 
 /** Throws IdentityError with a stable code, or says who the client is and what it gets. */
 export function admit<T extends { record: Pick<TenantRecord, "status"> }>(
@@ -23,8 +30,19 @@ export function admit<T extends { record: Pick<TenantRecord, "status"> }>(
   registry: AdmissionRegistry<T>,
   allowedPlatformIdentities: readonly string[],
   now?: Date,
+  options: AdmissionOptions = {},
 ): Admitted<T> {
-  const identity = identify(leaf, chain, registry, now);
+  let identity: Identity;
+  let legacy = false;
+  try {
+    identity = identify(leaf, chain, registry, now);
+  } catch (err) {
+    // Only a CN of no current format may be a pre-tenant one; every other refusal stands.
+    const old = options.legacyTenant !== undefined && err instanceof IdentityError && err.code === "invalid_cn_format" ? identifyLegacy(leaf, registry, options.legacyTenant, now) : undefined;
+    if (!old) throw err;
+    identity = old;
+    legacy = true;
+  }
   const revoked = registry.revocation(identity);
   if (revoked) {
     throw new IdentityError(
@@ -42,5 +60,5 @@ export function admit<T extends { record: Pick<TenantRecord, "status"> }>(
   if (!tenant) throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is not registered here`);
   if (tenant.record.status === "suspended") throw new IdentityError("tenant_suspended", `tenant "${identity.tenant}" is suspended`);
   if (tenant.record.status !== "active") throw new IdentityError("unknown_tenant", `tenant "${identity.tenant}" is still being provisioned`);
-  return { kind: "edge", identity, tenant };
+  return legacy ? { kind: "edge", identity, tenant, legacy: true } : { kind: "edge", identity, tenant };
 }

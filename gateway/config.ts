@@ -69,6 +69,14 @@ export interface GatewayConfig {
   audit_max_age: string;
   /** Repeats of one cross-tenant operation within this window become one summary record. */
   audit_window_ms: number;
+  /** Where customer sites' leaf nodes connect (host:port, 7422 by convention); no leaf listener when unset. */
+  leaf_listen?: string;
+  /** nats-server's leafnode listener(s) the leaf sessions connect to; unset: asked of NATS (VARZ, system account). */
+  leaf_nats?: string[];
+  /** The JetStream domain a site names the tenant's streams by (`$JS.<domain>.API`). */
+  leaf_jetstream_domain: string;
+  /** Admit pre-tenant certificates (`<component>.serviceradar` from the platform CA) into this tenant; off when unset. */
+  legacy_tenant?: string;
 }
 
 export const DEFAULT_CONFIG: GatewayConfig = {
@@ -94,6 +102,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   workers: 1,
   audit_max_age: "30d",
   audit_window_ms: 60_000,
+  leaf_jetstream_domain: "hub",
 };
 
 const schema = {
@@ -124,6 +133,10 @@ const schema = {
     audit_max_age: { type: "string", pattern: "^\\d+[smhd]?$|^(\\d+[smhd])+$" },
     audit_window_ms: { type: "integer", minimum: 100, maximum: 3600000 },
     workers: { type: "integer", minimum: 0, maximum: 256 },
+    leaf_listen: { type: "string", pattern: "^.+:\\d{1,5}$" },
+    leaf_nats: { anyOf: [{ type: "string", minLength: 1 }, { type: "array", minItems: 1, items: { type: "string", minLength: 1 } }] },
+    leaf_jetstream_domain: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" },
+    legacy_tenant: { type: "string", pattern: "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$" },
     platform: {
       type: "object",
       additionalProperties: false,
@@ -134,7 +147,7 @@ const schema = {
 
 const validate = ajv.compile(schema);
 
-type PartialConfig = Partial<Omit<GatewayConfig, "nats" | "platform">> & { nats?: string | string[]; platform?: Partial<GatewayConfig["platform"]> };
+type PartialConfig = Partial<Omit<GatewayConfig, "nats" | "platform" | "leaf_nats">> & { nats?: string | string[]; leaf_nats?: string | string[]; platform?: Partial<GatewayConfig["platform"]> };
 
 function check(value: unknown, source: string): PartialConfig {
   if (!validate(value)) throw new CodedError("invalid_config", `${source}: ${describeAjvErrors(validate.errors)}`);
@@ -177,6 +190,9 @@ const ENV: Array<[string, keyof GatewayConfig, "string" | "int" | "bool" | "list
   ["TENANT_GATEWAY_LOG_LEVEL", "log_level", "string"],
   ["TENANT_GATEWAY_SYNC_ON_START", "sync_on_start", "bool"],
   ["TENANT_GATEWAY_WORKERS", "workers", "int"],
+  ["TENANT_GATEWAY_LEAF_LISTEN", "leaf_listen", "string"],
+  ["TENANT_GATEWAY_LEAF_NATS", "leaf_nats", "list"],
+  ["TENANT_GATEWAY_LEGACY_TENANT", "legacy_tenant", "string"],
 ];
 
 function fromEnv(env: NodeJS.ProcessEnv): PartialConfig {
@@ -207,8 +223,9 @@ export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessE
   const merged: GatewayConfig = { ...DEFAULT_CONFIG, ...stripUndefined(opts.defaults ?? {}), platform: { ...DEFAULT_CONFIG.platform } };
   let natsGiven = false;
   for (const layer of layers) {
-    const { platform, nats, ...rest } = layer;
+    const { platform, nats, leaf_nats: leafNats, ...rest } = layer;
     Object.assign(merged, stripUndefined(rest));
+    if (leafNats !== undefined) merged.leaf_nats = (Array.isArray(leafNats) ? leafNats : [leafNats]).flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean);
     if (nats !== undefined) {
       merged.nats = (Array.isArray(nats) ? nats : [nats]).flatMap((n) => n.split(",")).map((n) => n.trim()).filter(Boolean);
       natsGiven = true;
@@ -219,6 +236,7 @@ export async function resolveConfig(opts: { file?: string; env?: NodeJS.ProcessE
   if (!natsGiven) merged.nats = (await readNatsUrl(new DataLayout(merged.data_dir))) ?? merged.nats;
   parseListen(merged.listen);
   httpListenAddress(merged);
+  if (merged.leaf_listen) parseListen(merged.leaf_listen);
   return merged;
 }
 

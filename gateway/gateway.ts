@@ -30,6 +30,7 @@ import { errFrame, type RewriterEvents, type SessionRewriter } from "./session-r
 import { GatewayListener, readConnect, type ClientMeta } from "./listener.ts";
 import { TenantDirectory, type TenantEntry } from "./tenant-directory.ts";
 import { loadGatewayTls, peerCertificates } from "./tls.ts";
+import { LeafGateway } from "./leaf-gateway.ts";
 import { openUpstream, parseServerUrl, pickConnectOptions, UpstreamRefused, type UpstreamServer } from "./upstream.ts";
 
 /** `compiled` when running dist/ (`npm run build`), `sources` when running the TypeScript through tsx. */
@@ -62,6 +63,8 @@ export interface GatewayStats {
   sessions: number;
   accepted: number;
   refused: number;
+  /** Edge sessions admitted with a pre-tenant certificate (legacy mode, `legacy_tenant`). */
+  legacy: number;
 }
 
 export class Gateway {
@@ -84,7 +87,9 @@ export class Gateway {
   private nextUpstream = 0;
   private lameDuck = false;
   private address: { host: string; port: number } | undefined;
-  readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0 };
+  readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0, legacy: 0 };
+  /** Customer sites' leaf nodes (leaf-gateway.ts), when `leaf_listen` is set. */
+  private leaf: LeafGateway | undefined;
 
   private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores }) {
     this.config = parts.config;
@@ -173,6 +178,7 @@ export class Gateway {
       const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection: control, stores });
       gw.watchControl();
       gw.address = await gw.listener.listen();
+      if (config.leaf_listen) gw.leaf = await gw.startLeaf(tlsMaterial.context);
       log.info(
         { event: "listening", host: gw.address.host, port: gw.address.port, nats: config.nats, store: cp.store.location, tenants: directory.size, data_dir_part: cp.canSignAccounts ? "full" : "data-plane", runtime: RUNTIME },
         "gateway listening",
@@ -188,6 +194,37 @@ export class Gateway {
 
   get port(): number {
     return this.address?.port ?? 0;
+  }
+
+  /** The leafnode listener's port (0 when there is none) and its sessions. */
+  get leafPort(): number {
+    return this.leaf?.port ?? 0;
+  }
+
+  get leafStats(): LeafGateway["stats"] | undefined {
+    return this.leaf?.stats;
+  }
+
+  /** The leafnode listener; when it cannot start, the client listener closes again and start-up fails. */
+  private async startLeaf(tlsContext: tls.SecureContext): Promise<LeafGateway> {
+    try {
+      return await LeafGateway.start({
+        config: this.config,
+        log: this.log,
+        serverId: this.serverId,
+        directory: this.directory,
+        stores: this.stores,
+        tlsContext,
+        upstreamCa: this.upstreamCa,
+        clientServers: this.servers,
+        facts: () => this.facts,
+        maxPayload: (tenantLimit) => this.effectiveMaxPayload(tenantLimit),
+        ...(this.cp.canSignAccounts ? { system: () => this.cp.system() } : {}),
+      });
+    } catch (err) {
+      await this.listener.close();
+      throw err;
+    }
   }
 
   private watchControl(): void {
@@ -243,7 +280,7 @@ export class Gateway {
   /** Decides who the client is and whether it may have a session (throws IdentityError). */
   private resolveIdentity(socket: tls.TLSSocket): Admitted<TenantEntry> {
     const { leaf, chain } = peerCertificates(socket);
-    return admit(leaf, chain, this.directory, this.config.platform.allowed_identities);
+    return admit(leaf, chain, this.directory, this.config.platform.allowed_identities, undefined, { legacyTenant: this.config.legacy_tenant });
   }
 
   /** The payload limit a session gets: NATS's, capped by the config and, for an edge client, its tenant's plan. */
@@ -336,7 +373,12 @@ export class Gateway {
       });
       this.sessions.add(session);
       this.stats.sessions = this.sessions.size;
-      this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst });
+      const legacy = resolved.kind === "edge" && resolved.legacy === true;
+      this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst, ...(legacy ? { legacy } : {}) });
+      if (legacy) {
+        this.stats.legacy++;
+        log.warn({ event: "legacy_certificate", code: "legacy_certificate" }, `pre-tenant certificate admitted into tenant "${plan.slug}"; re-issue it from the tenant's CA`);
+      }
       session.start();
     } catch (err) {
       if (err instanceof UpstreamRefused) {
@@ -366,6 +408,7 @@ export class Gateway {
     this.lameDuck = true;
     this.log.info({ event: "lame_duck", sessions: this.sessions.size, drain_ms: drainMs }, "stopping: lame duck mode");
     await this.listener.close();
+    await this.leaf?.shutdown();
     for (const s of this.sessions) s.lameDuck({ ...this.info({ id: 0, remoteAddress: "" }), ldm: true });
     const deadline = Date.now() + drainMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -15,8 +15,10 @@ import { CodedError } from "../common/coded-error.ts";
 import type { StreamTemplate } from "../streams/templates.ts";
 import type { TarEntry } from "./tar.ts";
 import { readOnboardingTemplate, renderTemplate } from "./templates.ts";
+import { leafSiteConfig } from "../gateway/leaf-site-config.ts";
 
-export const PACKAGE_TYPES = ["agent", "poller", "checker", "collector"] as const;
+/** `leaf`: a site's own stock nats-server, connected as a leaf node through the gateway's leaf listener. */
+export const PACKAGE_TYPES = ["agent", "poller", "checker", "collector", "leaf"] as const;
 export type PackageType = (typeof PACKAGE_TYPES)[number];
 export const COLLECTOR_KINDS = ["otel", "syslog-flow"] as const;
 
@@ -28,6 +30,8 @@ export interface BundleProfile {
   title: string;
   probeSubject: string;
   image: string;
+  /** What install.sh's systemd unit runs (with `--config config/config.yaml`); default the ServiceRadar binary of the type. */
+  command?: string;
 }
 
 const IMAGE_REGISTRY = "ghcr.io/carverauto";
@@ -38,6 +42,8 @@ const PROFILES: Record<string, BundleProfile> = {
   checker: { name: "checker", type: "checker", title: "checker", probeSubject: "events.checker.health", image: `${IMAGE_REGISTRY}/serviceradar-checker:latest` },
   "collector-otel": { name: "collector-otel", type: "collector", title: "OpenTelemetry collector", probeSubject: "logs.otel", image: `${IMAGE_REGISTRY}/serviceradar-otel:latest` },
   "collector-syslog-flow": { name: "collector-syslog-flow", type: "collector", title: "syslog and flow collector", probeSubject: "logs.syslog", image: `${IMAGE_REGISTRY}/serviceradar-flowgger:latest` },
+  // A stock nats-server: `--config` is its own long option, and its configuration is config/config.yaml.
+  leaf: { name: "leaf", type: "leaf", title: "leaf node", probeSubject: "events.leaf.health", image: "nats:2-alpine", command: "/usr/local/bin/nats-server" },
 };
 
 export function bundleProfile(type: string, collector?: string): BundleProfile {
@@ -60,6 +66,8 @@ export interface BundleInput {
   cn: string;
   profile: BundleProfile;
   gatewayUrl: string;
+  /** A `leaf` bundle's remote: the gateway's leaf listener, `tls://host:port`. */
+  leafUrl?: string;
   certPem: string;
   keyPem: string;
   /** The tenant CA and the root, PEM. */
@@ -74,6 +82,11 @@ export interface BundleInput {
 }
 
 const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
+
+/** The gateway's leaf listener on the host sites reach it by: the client URL's host, port 7422 (the convention). */
+export function leafUrlOf(gatewayUrl: string): string {
+  return gatewayUrl.replace(/:\d{1,5}$/, ":7422");
+}
 
 function streamsBlock(streams: readonly StreamTemplate[]): string {
   const list = streams.filter((s) => s.kind === "stream").map((s) => ({ name: s.name, subjects: s.subjects }));
@@ -99,13 +112,18 @@ export async function bundleFiles(input: BundleInput): Promise<TarEntry[]> {
     name,
     namespace: `serviceradar-${input.tenant}`,
     install_dir: `/etc/serviceradar/${name}`,
+    command: input.profile.command ?? `/usr/local/bin/serviceradar-${input.profile.type}`,
     streams: streamsBlock(input.streams),
   };
   const render = async (template: string, extra: Record<string, string> = {}): Promise<string> => {
     const { file, text } = await readOnboardingTemplate(input.templatesDir, template);
     return renderTemplate(file, text, { ...values, ...extra });
   };
-  const config = await render(`config/${input.profile.name}.yaml`);
+  // A leaf site's configuration is nats-server's own (written as JSON, which is YAML as well).
+  const config =
+    input.profile.type === "leaf"
+      ? leafSiteConfig({ tenant: input.tenant, gatewayLeafUrl: input.leafUrl ?? leafUrlOf(input.gatewayUrl), serverName: name, listen: "0.0.0.0:4222" })
+      : await render(`config/${input.profile.name}.yaml`);
   const kubernetes = { tls_crt_base64: b64(input.certPem), tls_key_base64: b64(input.keyPem), ca_crt_base64: b64(input.caChainPem), config_yaml_indented: config.trimEnd().split("\n").map((l) => (l ? `    ${l}` : l)).join("\n") };
   return [
     { path: "certs/component.pem", data: input.certPem, mode: 0o644 },

@@ -24,7 +24,7 @@ import { issueEdgeCertificate, summarizeCertificate } from "../pki/certificates.
 import { assertComponentId, edgeCommonName } from "../pki/names.ts";
 import { loadStreamTemplates, resolveTemplatesDir } from "../streams/templates.ts";
 import { parseDurationSeconds } from "../streams/units.ts";
-import { bundleFiles, bundleProfile, type PackageType } from "./bundle.ts";
+import { bundleFiles, bundleProfile, leafUrlOf, PACKAGE_TYPES, type PackageType } from "./bundle.ts";
 import { tarGz } from "./tar.ts";
 import { newToken, openBundle, sealBundle, TOKEN_PATTERN, tokenHash, tokenMatches, type SealedBundle } from "./token.ts";
 
@@ -71,7 +71,7 @@ const validatePackage = ajv.compile<PackageRecord>({
     tenant: { type: "string" },
     component: { type: "string" },
     partition: { type: "string" },
-    type: { enum: ["agent", "poller", "checker", "collector"] },
+    type: { enum: [...PACKAGE_TYPES] },
     profile: { type: "string" },
     cn: { type: "string" },
     certificate: {
@@ -175,6 +175,8 @@ export interface PackageSpec {
   days?: number;
   /** `tls://host:port` edge sites connect to (default: TENANT_GATEWAY_PUBLIC_URL, else from the gateway certificate's names). */
   gatewayUrl?: string;
+  /** A `leaf` package's remote, `tls://host:port` of the gateway's leaf listener (default: the gateway URL's host, port 7422). */
+  leafUrl?: string;
   image?: string;
 }
 
@@ -203,6 +205,8 @@ export class PackageService {
     if (ttlSeconds === undefined || ttlSeconds === 0) throw new CodedError("invalid_argument", `--ttl must be a duration like 24h or 7d, got "${spec.ttl}"`);
     const gatewayUrl = spec.gatewayUrl ?? (await this.defaultGatewayUrl());
     if (!/^tls:\/\/[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(gatewayUrl)) throw new CodedError("invalid_argument", `--gateway-url must look like tls://gateway.example.com:4222, got "${gatewayUrl}"`);
+    const leafUrl = profile.type === "leaf" ? (spec.leafUrl ?? leafUrlOf(gatewayUrl)) : undefined;
+    if (leafUrl !== undefined && !/^tls:\/\/[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(leafUrl)) throw new CodedError("invalid_argument", `--leaf-url must look like tls://gateway.example.com:7422, got "${leafUrl}"`);
 
     const { record: tenant, secrets } = await this.tenants.load(spec.tenant);
     if (tenant.status !== "active") throw new CodedError(`tenant_${tenant.status}`, `tenant "${spec.tenant}" is ${tenant.status}; packages are created for active tenants`);
@@ -223,6 +227,7 @@ export class PackageService {
       cn,
       profile,
       gatewayUrl,
+      ...(leafUrl ? { leafUrl } : {}),
       certPem: leaf.certPem,
       keyPem: leaf.keyPem,
       caChainPem: `${ca.certPem.trim()}\n${root.certPem.trim()}\n`,

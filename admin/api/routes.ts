@@ -247,7 +247,7 @@ export async function apiRoutes(app: FastifyInstance, opts: { operations: Operat
             tenant: SLUG,
             component: { type: "string", minLength: 1, maxLength: 63 },
             partition: { type: "string", minLength: 1, maxLength: 63 },
-            type: { enum: ["agent", "poller", "checker", "collector"] },
+            type: { enum: ["agent", "poller", "checker", "collector", "leaf"] },
             collector: { enum: ["otel", "syslog-flow"] },
             ttl: { type: "string", description: "how long the token works, e.g. 24h (default)" },
             days: { type: "integer", minimum: 1, maximum: 3650, description: "certificate validity (default 365)" },

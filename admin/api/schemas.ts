@@ -122,7 +122,7 @@ export const PACKAGE = {
     tenant: SLUG,
     component: { type: "string" },
     partition: { type: "string" },
-    type: { enum: ["agent", "poller", "checker", "collector"] },
+    type: { enum: ["agent", "poller", "checker", "collector", "leaf"] },
     profile: { type: "string" },
     cn: { type: "string" },
     certificate: { type: "object", properties: { serial_number: { type: "string" }, fingerprint_sha256: { type: "string" }, not_after: DATE_TIME } },

@@ -43,10 +43,11 @@ export function packageCommand(): Command {
     .option("--ttl <duration>", "how long the download token is valid", DEFAULT_PACKAGE_TTL)
     .option("--days <n>", "certificate validity in days", parseIntegerOption("--days", 1, 3650), 365)
     .option("--gateway-url <url>", `where the site reaches the gateway, tls://host:port (env ${PUBLIC_URL_ENV}; default: the gateway certificate's first non-loopback name, port 4222)`)
+    .option("--leaf-url <url>", "with --type leaf: the gateway's leaf listener, tls://host:port (default: the gateway URL's host, port 7422)")
     .option("--image <ref>", "container image for install.sh docker and the Deployment (default: the type's ServiceRadar image)")
     .description("issue the component's certificate and build its bundle; prints the package id and its one-time download token (shown only now)")
     .action(
-      action<NatsOptions & { tenant: string; component: string; partition: string; type: string; collector?: string; ttl: string; days: number; gatewayUrl?: string; image?: string }>(async (opts) =>
+      action<NatsOptions & { tenant: string; component: string; partition: string; type: string; collector?: string; ttl: string; days: number; gatewayUrl?: string; leafUrl?: string; image?: string }>(async (opts) =>
         withControlPlane(opts, async (cp) => {
           const created = await new PackageService(cp, new TenantService(cp)).create({
             tenant: opts.tenant,
@@ -57,6 +58,7 @@ export function packageCommand(): Command {
             ttl: opts.ttl,
             days: opts.days,
             ...(opts.gatewayUrl ? { gatewayUrl: opts.gatewayUrl } : {}),
+            ...(opts.leafUrl ? { leafUrl: opts.leafUrl } : {}),
             ...(opts.image ? { image: opts.image } : {}),
           });
           const v = created.package;

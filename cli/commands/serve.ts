@@ -2,7 +2,8 @@
 import path from "node:path";
 import { Command } from "commander";
 import { CodedError, errorMessage } from "../../common/coded-error.ts";
-import { fileExists } from "../../common/files.ts";
+import { fileExists, writeFileAtomic } from "../../common/files.ts";
+import { leafSiteConfig } from "../../gateway/leaf-site-config.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import { initDataDir } from "../../accounts/bootstrap.ts";
 import { ControlPlane } from "../../accounts/control-plane.ts";
@@ -21,6 +22,7 @@ import { printFailure, parseIntegerOption, EXIT_FAILURE } from "../output.ts";
 interface ServeFlags {
   config?: string;
   listen?: string;
+  leafListen?: string;
   httpListen?: string;
   nats?: string;
   dataDir?: string;
@@ -70,6 +72,7 @@ export function serveCommand(): Command {
     .description("run the gateway: clients connect with their certificate, NATS behind")
     .option("--config <file>", "config file (YAML or JSON; env TENANT_GATEWAY_CONFIG)")
     .option("--listen <host:port>", "client listen address (default 0.0.0.0:4222; env TENANT_GATEWAY_LISTEN)")
+    .option("--leaf-listen <host:port>", "leaf node listener for customer sites' own nats-server, e.g. 0.0.0.0:7422 (off unless set; env TENANT_GATEWAY_LEAF_LISTEN)")
     .option("--http-listen <host:port>", "HTTP listener: /healthz /readyz /metrics (HTTP or HTTPS), admin API /api/v1 and console /ui/ (HTTPS, platform certificate); off disables (default 0.0.0.0:8080; env TENANT_GATEWAY_HTTP_LISTEN)")
     .option("--nats <urls>", "NATS server URL(s), comma-separated (env TENANT_GATEWAY_NATS; default: the URL recorded in <data-dir>/nats/url)")
     .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
@@ -88,6 +91,7 @@ export function serveCommand(): Command {
           ...(flags.config ? { file: flags.config } : {}),
           flags: {
             listen: flags.listen,
+            leaf_listen: flags.leafListen,
             http_listen: flags.httpListen,
             nats: flags.nats,
             data_dir: flags.dataDir,
@@ -105,6 +109,7 @@ export function serveCommand(): Command {
         // The listen address first: a gateway that could never serve must not wait for NATS or sync.
         // (Workers share the primary's listener, which it checked.)
         if (!isWorker()) await checkListenAddress(config.listen);
+        if (!isWorker() && config.leaf_listen) await checkListenAddress(config.leaf_listen);
         if (!isWorker() && workerCount(config) > 1) {
           // The primary serves HTTP for the group: alive while the workers start, ready once one serves.
           const http = await startPrimaryHttpSide(config, log);
@@ -136,9 +141,10 @@ export function devCommand(): Command {
     .description("the embedded default: NATS (from PATH) in operator mode, the gateway, demo tenants acme-corp and globex")
     .option("--data-dir <dir>", "data directory (env TENANT_GATEWAY_DATA)")
     .option("--listen <host:port>", "gateway listen address", "127.0.0.1:4222")
+    .option("--leaf-listen <host:port>", "leaf node listener for a site's nats-server (off unless set, e.g. 127.0.0.1:7422)")
     .option("--http-listen <host:port>", "HTTP listener: health, metrics, admin API and console; off disables (default 127.0.0.1:8080; env TENANT_GATEWAY_HTTP_LISTEN)")
     .option("--log-level <level>", "gateway log level", "info")
-    .action(async (flags: { dataDir?: string; listen: string; httpListen?: string; logLevel: string }) => {
+    .action(async (flags: { dataDir?: string; listen: string; leafListen?: string; httpListen?: string; logLevel: string }) => {
       let nats: RunningNatsServer | undefined;
       try {
         await checkListenAddress(flags.listen);
@@ -159,7 +165,7 @@ export function devCommand(): Command {
         await cp.close();
 
         const config = await resolveConfig({
-          flags: { listen: flags.listen, http_listen: flags.httpListen, nats: nats.url, data_dir: dataDir, log_level: flags.logLevel, sync_on_start: false, drain_timeout_ms: 2000 },
+          flags: { listen: flags.listen, leaf_listen: flags.leafListen, http_listen: flags.httpListen, nats: nats.url, data_dir: dataDir, log_level: flags.logLevel, sync_on_start: false, drain_timeout_ms: 2000 },
           defaults: { http_listen: "127.0.0.1:8080" },
         });
         const log = createLogger({ level: config.log_level });
@@ -188,6 +194,7 @@ export function devCommand(): Command {
                   `    tenant-gateway sessions list${flags.dataDir ? ` --data-dir ${rel(dataDir)}` : ""} --url ${consoleUrl}`,
                 ]
               : []),
+            ...(gateway.leafPort ? await devLeafSite(layout, gateway.leafPort) : []),
             "  Ctrl-C stops the gateway and NATS.",
             "",
           ].join("\n"),
@@ -199,6 +206,19 @@ export function devCommand(): Command {
         exitFailed({ json: false }, err instanceof Error ? err : new CodedError("internal_error", String(err)));
       }
     });
+}
+
+/** A leaf certificate for acme-corp and a site configuration using it, for trying a leaf node against dev. */
+async function devLeafSite(layout: DataLayout, port: number): Promise<string[]> {
+  const files = layout.component("acme-corp", "leaf", "site-1");
+  if (!(await fileExists(files.cert))) await issueComponentFiles(layout, { tenant: "acme-corp", component: "leaf", partition: "site-1" });
+  const conf = path.join(layout.dir, "leaf-site-acme-corp.conf");
+  const site = leafSiteConfig({ tenant: "acme-corp", gatewayLeafUrl: `tls://localhost:${port}`, serverName: "acme-corp-site-1", listen: "127.0.0.1:4333", certFile: files.cert, keyFile: files.key, caFile: layout.rootCert });
+  await writeFileAtomic(conf, site);
+  return [
+    `  leaf nodes: tls://localhost:${port}; a site of acme-corp (its clients on nats://127.0.0.1:4333, in acme-corp's view):`,
+    `    nats-server -c ${rel(conf)}`,
+  ];
 }
 
 function rel(p: string): string {

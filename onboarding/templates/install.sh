@@ -62,7 +62,7 @@ Wants=network-online.target
 
 [Service]
 WorkingDirectory=$prefix
-ExecStart=/usr/local/bin/serviceradar-{{component_type}} --config config/config.yaml
+ExecStart={{command}} --config config/config.yaml
 Restart=on-failure
 RestartSec=5
 

@@ -193,7 +193,7 @@ test("the gateway chart renders the objects of an installation: Deployment, Serv
   t.is((deployment.spec as { replicas: number }).replicas, 3);
   const service = oneOf(objects, "Service");
   const ports = (service.spec as { ports: Array<{ name: string; port: number; targetPort: string }> }).ports;
-  t.deepEqual(ports.map((p) => [p.name, p.port, p.targetPort]), [["nats", 4222, "nats"], ["http", 8080, "http"]]);
+  t.deepEqual(ports.map((p) => [p.name, p.port, p.targetPort]), [["nats", 4222, "nats"], ["http", 8080, "http"], ["leafnodes", 7422, "leafnodes"]], "leaf sites enabled: their port too");
   t.is((service.spec as { type: string }).type, "LoadBalancer");
   t.is((service.spec as { externalTrafficPolicy: string }).externalTrafficPolicy, "Local", "clients' addresses reach the connection logs");
   const selector = (service.spec as { selector: Record<string, string> }).selector;
@@ -214,6 +214,21 @@ test("the gateway chart renders the objects of an installation: Deployment, Serv
   t.is(gatewayPod(minimal).spec.serviceAccountName, "platform-gateway");
   t.is((oneOf(minimal, "PodDisruptionBudget").spec as { maxUnavailable?: number }).maxUnavailable, 1);
   t.false(minimal.some((o) => o.metadata.name.startsWith("tenant-")));
+});
+
+test("every rendering's config file is one the gateway accepts, with the pod's ports", async (t) => {
+  const dir = tempDir("ntg-helm-config-");
+  for (const { name, objects } of await gatewayRenderings()) {
+    const config = configOf(objects);
+    const file = path.join(dir, `${name}.config.yaml`);
+    await fs.writeFile(file, YAML.stringify(config));
+    await t.notThrowsAsync(readConfigFile(file), `${name}: the gateway's config schema accepts it`);
+    const ports = Object.fromEntries(gatewayPod(objects).container.ports!.map((p) => [p.name, p.containerPort]));
+    t.is(config.listen, `0.0.0.0:${ports.nats}`, name);
+    t.is(config.http_listen, `0.0.0.0:${ports.http}`, name);
+    t.is(config.leaf_listen, ports.leafnodes === undefined ? undefined : `0.0.0.0:${ports.leafnodes}`, name);
+    t.is(config.store, "dir", `${name}: the data-plane dir, never the KV store (its master key opens the CA keys)`);
+  }
 });
 
 test("gateway pods run unprivileged, without an API token, and mount the data plane read-only and nothing else secret", async (t) => {

@@ -94,6 +94,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   "audit_max_age" .Values.gateway.auditMaxAge
   "platform" (dict "allowed_identities" .Values.gateway.allowedPlatformIdentities)
 }}
+{{- if .Values.leaf.enabled }}
+{{- $_ := set $config "leaf_listen" (printf "0.0.0.0:%d" (int .Values.leaf.port)) }}
+{{- $_ := set $config "leaf_nats" .Values.leaf.natsUrls }}
+{{- $_ := set $config "leaf_jetstream_domain" .Values.leaf.jetstreamDomain }}
+{{- end }}
 {{- toYaml (mergeOverwrite $config .Values.gateway.extraConfig) }}
 {{- end }}
 

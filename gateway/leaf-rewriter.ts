@@ -172,8 +172,16 @@ export class LeafRewriter {
     return this.endedWith;
   }
 
-  /** The frames the site gets when its session starts, after the gateway's INFO: the hub's JetStream domain. */
+  /**
+   * The interest the site gets when its session starts, after the gateway's INFO. Replies to the
+   * platform's requests (`_R_.>`): nats-server subscribes each one in the tenant's account but
+   * tells a leaf only of those its user may publish (server/leafnode.go updateLeafNodes), and a
+   * user's one-time permission to answer (`resp`) is not such a permission; the gateway passes on
+   * only the replies it delivered, once. The hub's JetStream API, by its domain.
+   */
   start(): void {
+    writeInterest(this.toSite, true, SubjectBytes.of("_R_.>"), null);
+    this.counters.interestToSite++;
     if (!this.domainApi) return;
     writeInterest(this.toSite, true, SubjectBytes.of(`${this.domainApi.toString("latin1")}>`), null);
     this.counters.interestToSite++;

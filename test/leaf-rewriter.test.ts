@@ -162,12 +162,12 @@ test("key-value writes through the domain reach only buckets edge clients may wr
 test("without JetStream in the hub, the site gets no domain interest and its domain requests are refused", (t) => {
   const { rw, site, out } = rewriter({ domain: undefined });
   rw.start();
-  t.is(out().site, "");
+  t.is(out().site, "LS+ _R_.>\r\n", "only the platform's replies");
   site("LMSG $JS.hub.API.INFO _INBOX.a 0\r\n\r\n");
   t.is(out().site, `-ERR 'Permissions Violation for Publish to "$JS.hub.API.INFO"'\r\n`);
   const withJs = rewriter();
   withJs.rw.start();
-  t.is(withJs.out().site, "LS+ $JS.hub.API.>\r\n");
+  t.is(withJs.out().site, "LS+ _R_.>\r\nLS+ $JS.hub.API.>\r\n");
 });
 
 test("the leaf-site configuration a bundle carries: a stock nats-server config with the remote, its TLS files and an optional JetStream domain", (t) => {

@@ -125,6 +125,19 @@ test("request/reply both ways between a site and edge clients of its tenant, hea
   t.is(fromHub.string(), "hub:hello", "the site's request reached an edge client and the answer came back");
 });
 
+test("the platform's request reaches a site's service through the tenant's import, and the site answers it", async (t) => {
+  const local = await acme.client();
+  const admin = await dep.v3(await dep.admin());
+  t.teardown(() => closeAll(local, admin));
+  local.subscribe("svc.site-status", {
+    callback: (_e, m) => {
+      m.respond(`site status for ${m.string()}`);
+    },
+  });
+  const answer = await requestAcross(admin, "acme-corp.svc.site-status", "platform");
+  t.is(answer.string(), "site status for platform", "the answer on the reply subject NATS made up (_R_.…) came back once");
+});
+
 /** Publishes `n` numbered messages on `subject` and waits until `got` holds them (or 10 s). */
 async function publishCounted(nc: NatsConnection, subject: string, n: number, tag: string, got: () => Msg[]): Promise<string[]> {
   for (let i = 0; i < n; i++) nc.publish(subject, `${tag}-${i}`);

@@ -31,7 +31,8 @@ export interface JszAccount {
 }
 
 interface Subsz {
-  subscriptions_list?: Array<{ subject: string; cid: number }>;
+  /** `account`: whose subscription it is — the account's own, or an importer's shadow in the account's interest (the PLATFORM account's platform streams). */
+  subscriptions_list?: Array<{ subject: string; cid: number; account?: string }>;
 }
 
 interface Connz {
@@ -165,7 +166,8 @@ export class AccountJetStreamProbe {
         server,
         jsz: j?.data ?? undefined,
         ...(j?.error && j.server.jetstream !== false ? { jszError: j.error.description ?? JSON.stringify(j.error) } : {}),
-        subscriptions: subsz.get(server)?.data?.subscriptions_list ?? [],
+        // Another account's interest (an import's shadow subscription) says nothing of this account's streams.
+        subscriptions: (subsz.get(server)?.data?.subscriptions_list ?? []).filter((sub) => sub.account === undefined || sub.account === account),
         connectionCids: new Set((connz.get(server)?.data?.connections ?? []).map((c) => c.cid)),
       };
     });

@@ -40,6 +40,8 @@ export interface TenantStreamProvisioner {
   checkResize(cp: ControlPlane, tenant: LoadedTenant): Promise<StreamResize>;
   remove(cp: ControlPlane, tenant: LoadedTenant): Promise<void>;
   describe(cp: ControlPlane, tenant: LoadedTenant): Promise<unknown>;
+  /** The PLATFORM account's platform streams (every tenant's traffic on some subjects), reconciled with their templates. */
+  applyPlatform?(cp: ControlPlane): Promise<unknown>;
 }
 
 export interface StreamResize {
@@ -485,7 +487,7 @@ export class TenantService {
    * JetStream (repairing it on servers that drop its internal clients); pushes the PLATFORM account
    * if its imports changed. Reports per tenant; one failure does not stop the rest.
    */
-  async sync(): Promise<{ platform: string; platform_result: PushResult; tenants: TenantSyncResult[] }> {
+  async sync(): Promise<{ platform: string; platform_result: PushResult; platform_streams?: unknown; tenants: TenantSyncResult[] }> {
     const known = await resolverAccounts(await this.cp.system()).catch(() => undefined);
     const results: TenantSyncResult[] = [];
     for (const record of await this.cp.store.list()) {
@@ -509,7 +511,9 @@ export class TenantService {
     }
     // Last: it imports from every tenant account, which NATS must know first.
     const platform = await this.pushPlatform();
-    return { platform: this.cp.operator.platform.getPublicKey(), platform_result: platform.result, tenants: results };
+    // Then the platform streams, which capture what those imports bring in.
+    const platformStreams = this.streams?.applyPlatform ? await this.streams.applyPlatform(this.cp).catch((err: unknown) => ({ error: { code: err instanceof CodedError ? err.code : "streams_apply_failed", message: errorMessage(err) } })) : undefined;
+    return { platform: this.cp.operator.platform.getPublicKey(), platform_result: platform.result, ...(platformStreams ? { platform_streams: platformStreams } : {}), tenants: results };
   }
 }
 

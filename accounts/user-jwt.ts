@@ -40,11 +40,11 @@ export function edgeUserPermissions(slug: string, stores: TenantStores = TenantS
  * audit subjects, other users' inboxes. A subscription's deny list is checked on every delivery, so
  * a `>` subscription gets none of them either.
  */
-export function platformUserPermissions(): Permissions {
+export function platformUserPermissions(readableStreams: readonly string[] = []): Permissions {
   return {
     pub: {
-      allow: [`${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`, "$JS.*.API.>", "$JS.*.ACK.>", `${PLATFORM_SESSION_PREFIX}>`],
-      deny: ["$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$JS.EVENT.>", "$SYS.>"],
+      allow: [`${PLATFORM_PUBLISH_PREFIX}>`, `${PLATFORM_KV_PREFIX}>`, "$JS.*.API.>", "$JS.*.ACK.>", `${PLATFORM_SESSION_PREFIX}>`, ...platformStreamPublish(readableStreams)],
+      deny: ["$JS.FC.>", "$JS.EVENT.>", "$SYS.>"],
     },
     sub: {
       allow: [">"],
@@ -53,10 +53,39 @@ export function platformUserPermissions(): Permissions {
   };
 }
 
-export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner): Promise<MintedUser> {
+/**
+ * The PLATFORM account's own JetStream API, for the platform streams an identity may read: what a
+ * stock client binding, consuming and acking them publishes. Stream names and lists (which would
+ * name the audit stream and the registry) are filtered by the gateway; the rest is per stream.
+ */
+function platformStreamPublish(streams: readonly string[]): string[] {
+  if (streams.length === 0) return [];
+  return [
+    "$JS.API.INFO",
+    "$JS.API.STREAM.NAMES",
+    "$JS.API.STREAM.LIST",
+    ...streams.flatMap((s) => [
+      `$JS.API.STREAM.INFO.${s}`,
+      `$JS.API.STREAM.MSG.GET.${s}`,
+      `$JS.API.DIRECT.GET.${s}`,
+      `$JS.API.DIRECT.GET.${s}.>`,
+      `$JS.API.CONSUMER.CREATE.${s}`,
+      `$JS.API.CONSUMER.CREATE.${s}.>`,
+      `$JS.API.CONSUMER.DURABLE.CREATE.${s}.*`,
+      `$JS.API.CONSUMER.INFO.${s}.*`,
+      `$JS.API.CONSUMER.NAMES.${s}`,
+      `$JS.API.CONSUMER.LIST.${s}`,
+      `$JS.API.CONSUMER.DELETE.${s}.*`,
+      `$JS.API.CONSUMER.MSG.NEXT.${s}.*`,
+      `$JS.ACK.${s}.>`,
+    ]),
+  ];
+}
+
+export async function mintPlatformUser(identity: PlatformIdentity, signer: AccountSigner, readableStreams: readonly string[] = []): Promise<MintedUser> {
   const user = certificateUserKey(signer.signingKey, identity.fingerprint);
   const exp = Math.floor(identity.notAfter.getTime() / 1000);
-  const jwt = await encodeUserJwt(identity.cn, user, { signer: signer.signingKey, account: signer.account, permissions: platformUserPermissions(), tags: [`platform:${identity.name}`], exp });
+  const jwt = await encodeUserJwt(identity.cn, user, { signer: signer.signingKey, account: signer.account, permissions: platformUserPermissions(readableStreams), tags: [`platform:${identity.name}`], exp });
   return { jwt, user, exp };
 }
 

@@ -5,20 +5,14 @@
  * bytes for the client out (only what the tenant owns, prefix removed). Pure enough to fuzz: the
  * session owns the I/O, this owns what may cross.
  */
-import { classifyJetStreamRequest, translateDirectGetHeaders, translateRequest, translateResponse, type JetStreamApiOperation } from "./jetstream-api.ts";
+import { classifyJetStreamRequest, translateDirectGetHeaders, translateRequest, translateResponse } from "./jetstream-api.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
 import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
 import { tenantSubjectMapper, TenantStores, type SubjectMapper } from "../common/namespaces.ts";
+import { PendingReplies } from "./pending-replies.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
 import { checkPublishSubject, checkQueueName, checkReplySubject, checkSubscribeSubject, hasPrefix, isAccountScopedSubject, isJetStreamReplySubject, isServiceSubject, storeNameOf, SubjectVerdict } from "./subject-rules.ts";
 
-/**
- * JetStream API replies in flight whose bodies need translating, keyed by reply subject (tenant
- * view). Bounded in count, in bytes and in time, so requests nobody answers cannot pin memory
- * for a session's life; a reply that arrives after its entry went passes untranslated (the
- * tenant's own subjects, prefixed).
- */
-export const PENDING_JS_REPLIES = { maxCount: 256, maxBytes: 64 * 1024, ttlMs: 30_000 } as const;
 /** Reply subjects NATS makes up for requests that crossed a service import. */
 const SERVICE_IMPORT_REPLY = Buffer.from("_R_.", "latin1");
 const MAX_FOREIGN_REPLIES = 1024;
@@ -46,11 +40,6 @@ function prefixBytes(prefixText: string): Buffer {
   return bytes;
 }
 
-interface PendingJsReply {
-  op: JetStreamApiOperation;
-  at: number;
-}
-
 export interface EdgeRewriterOptions {
   maxPayload: number;
   events: RewriterEvents;
@@ -69,10 +58,9 @@ export class EdgeRewriter extends FrameRewriter {
   private readonly reply = new SubjectBytes();
   private readonly queue = new SubjectBytes();
   private readonly foreignReplies = new Set<string>();
-  private readonly pendingJs = new Map<string, PendingJsReply>();
-  private pendingJsBytes = 0;
+  /** JetStream API replies whose bodies need translating, keyed by reply subject (tenant view). */
+  private readonly pendingJs: PendingReplies;
   private readonly stores: TenantStores;
-  private readonly clock: () => number;
 
   constructor(slug: string, opts: EdgeRewriterOptions) {
     const prefixLength = Buffer.byteLength(`${slug}.`, "latin1");
@@ -82,7 +70,7 @@ export class EdgeRewriter extends FrameRewriter {
     this.prefix = prefixBytes(this.prefixText);
     this.mapper = tenantSubjectMapper(slug);
     this.stores = opts.stores ?? TenantStores.NONE;
-    this.clock = opts.clock ?? Date.now;
+    this.pendingJs = new PendingReplies(opts.clock);
   }
 
   /** NATS names subjects in the tenant view; the client knows them without the prefix. */
@@ -160,7 +148,7 @@ export class EdgeRewriter extends FrameRewriter {
       return;
     }
     this.counters.jsApi++;
-    if (reply && op.decision.kind === "allow" && op.decision.response !== "untouched") this.trackJetStreamReply(this.prefixText + frameString(f.buf, f.replyStart, f.replyEnd), op);
+    if (reply && op.decision.kind === "allow" && op.decision.response !== "untouched") this.pendingJs.track(this.prefixText + frameString(f.buf, f.replyStart, f.replyEnd), op);
     const newBody = translated.body ?? EMPTY;
     const to = SubjectBytes.of(translated.subject);
     if (headers) {
@@ -180,38 +168,9 @@ export class EdgeRewriter extends FrameRewriter {
     return this.foreignReplies.delete(frameString(buf, start, end));
   }
 
-  private trackJetStreamReply(reply: string, op: JetStreamApiOperation): void {
-    const now = this.clock();
-    const cost = reply.length + op.apiSubject.length;
-    this.forgetJetStreamReply(reply);
-    this.expireJetStreamReplies(now);
-    while (this.pendingJs.size > 0 && (this.pendingJs.size >= PENDING_JS_REPLIES.maxCount || this.pendingJsBytes + cost > PENDING_JS_REPLIES.maxBytes)) {
-      this.forgetJetStreamReply(this.pendingJs.keys().next().value!);
-    }
-    this.pendingJs.set(reply, { op, at: now });
-    this.pendingJsBytes += cost;
-  }
-
-  private forgetJetStreamReply(reply: string): PendingJsReply | undefined {
-    const entry = this.pendingJs.get(reply);
-    if (entry) {
-      this.pendingJs.delete(reply);
-      this.pendingJsBytes -= reply.length + entry.op.apiSubject.length;
-    }
-    return entry;
-  }
-
-  /** Entries are in insertion order: the expired ones are at the front. */
-  private expireJetStreamReplies(now: number): void {
-    for (const [key, entry] of this.pendingJs) {
-      if (now - entry.at <= PENDING_JS_REPLIES.ttlMs) return;
-      this.forgetJetStreamReply(key);
-    }
-  }
-
   /** JetStream API replies still expected, and the bytes their keys hold. */
   get pendingJetStreamReplies(): { count: number; bytes: number } {
-    return { count: this.pendingJs.size, bytes: this.pendingJsBytes };
+    return this.pendingJs.held;
   }
 
   // ---- NATS → client ------------------------------------------------------------------------
@@ -266,10 +225,8 @@ export class EdgeRewriter extends FrameRewriter {
 
   /** A reply to a JetStream API request: translated into the edge view. True when handled. */
   private jetStreamReply(f: ServerFrame, subject: SubjectBytes, reply: SubjectBytes | null): boolean {
-    const pending = this.forgetJetStreamReply(frameString(f.buf, f.subjectStart, f.subjectEnd));
-    if (!pending) return false;
-    const { op } = pending;
-    if (this.clock() - pending.at > PENDING_JS_REPLIES.ttlMs) return false;
+    const op = this.pendingJs.take(frameString(f.buf, f.subjectStart, f.subjectEnd));
+    if (!op) return false;
     if (f.verb === ServerVerb.Msg) {
       const body = translateResponse(op, f.buf.subarray(f.payloadStart, f.payloadEnd), undefined, this.mapper);
       this.toClient.msg(subject, f.sid, reply, body, 0, body.length);

@@ -15,29 +15,43 @@ import { ControlPlane } from "../accounts/control-plane.ts";
 import { TenantService } from "../accounts/tenants.ts";
 import { mintEdgeUser, mintPlatformUser, type AccountSigner, type MintedUser } from "../accounts/user-jwt.ts";
 import { IdentityError } from "../pki/identity.ts";
+import { parseCommonName } from "../pki/names.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import { loadStreamTemplates, resolveTemplatesDir, storesOf } from "../streams/templates.ts";
+import { loadPlatformStreams, type PlatformStreams } from "../streams/platform-streams.ts";
 import type { TenantStores } from "../common/namespaces.ts";
 import { parseListen, type GatewayConfig } from "./config.ts";
 import { admit, type Admitted } from "./admission.ts";
 import { AuditTrail, SessionAudit } from "./audit.ts";
 import { ensureAuditStream } from "./audit-stream.ts";
-import { ClientSession } from "./client-session.ts";
+import { ClientSession, UPSTREAM_CLOSED } from "./client-session.ts";
 import { EdgeRewriter } from "./edge-rewriter.ts";
 import { PlatformRewriter } from "./platform-rewriter.ts";
 import { errFrame, type RewriterEvents, type SessionRewriter } from "./session-rewriter.ts";
-import { GatewayListener, readConnect, type ClientMeta } from "./listener.ts";
+import { GatewayListener, readConnect, type AcceptVerdict, type ClientMeta } from "./listener.ts";
 import { TenantDirectory, type TenantEntry } from "./tenant-directory.ts";
 import { loadGatewayTls, peerCertificates } from "./tls.ts";
+import { isAuthorizationRefusal, openUpstream, parseServerUrl, pickConnectOptions, UpstreamReachability, UpstreamRefused, type ClientConnectOptions, type OpenedUpstream, type UpstreamServer } from "./upstream.ts";
+import { HeldSession, RecentRefusals } from "./held-session.ts";
+import { TenantRates } from "./rate-limits.ts";
 import { LeafGateway } from "./leaf-gateway.ts";
-import { openUpstream, parseServerUrl, pickConnectOptions, UpstreamRefused, type UpstreamServer } from "./upstream.ts";
+import { NO_TELEMETRY, type GatewayReadiness, type GatewayTelemetry, type SessionFacts, type SessionSummary } from "./telemetry.ts";
 
 /** `compiled` when running dist/ (`npm run build`), `sources` when running the TypeScript through tsx. */
 const RUNTIME = import.meta.url.endsWith(".ts") ? "sources" : "compiled";
 
 export const GATEWAY_VERSION = "0.1.0";
 const AUTHORIZATION_VIOLATION = "Authorization Violation";
+/** What nats-server tells a user it revokes: not an authorization refusal to nats.js (see HeldSession). */
+const USER_REVOKED = "User Authentication Revoked";
+/** How long a client through TLS may wait for its PONG while no NATS server answers (stock clients give up after 20 s). */
+const NATS_OUTAGE_HOLD_MS = 30_000;
+/** NATS refused a certificate refused a moment ago: asked again after 250, 500, 1000, 2000 ms. */
+const AUTH_RETRIES = 4;
+const AUTH_RETRY_MS = 250;
+/** How long after a tenant's resume NATS refusing its users is taken as the account still on its way. */
+const RESUME_WINDOW_MS = 10_000;
 
 /** What the gateway tells clients in INFO, mirroring the upstream server where clients care. */
 interface UpstreamFacts {
@@ -63,6 +77,8 @@ export interface GatewayStats {
   sessions: number;
   accepted: number;
   refused: number;
+  /** Connections of suspended tenants held until they are resumed. */
+  held: number;
   /** Edge sessions admitted with a pre-tenant certificate (legacy mode, `legacy_tenant`). */
   legacy: number;
 }
@@ -82,18 +98,33 @@ export class Gateway {
   private readonly auditConnection: NatsConnection;
   /** The key-value buckets and object stores of the templates, and who may write them. */
   private readonly stores: TenantStores;
+  /** The PLATFORM account's platform streams, and which identities may read them. */
+  private readonly platformStreams: PlatformStreams;
   private facts: UpstreamFacts;
   private control: NatsConnection;
   private nextUpstream = 0;
+  /** Whether any NATS server answers; while none does, new connections are closed before TLS. */
+  private readonly reachability: UpstreamReachability;
+  private refusedWhileUnreachable = 0;
+  /** Connections of suspended tenants, held until the tenant is resumed (see HeldSession). */
+  private readonly held = new Set<HeldSession>();
+  private readonly refusedCertificates = new RecentRefusals({ ttlMs: 15 * 60_000, max: 100_000 });
+  /** When each tenant last became active again (NATS may refuse its users for a moment after). */
+  private readonly resumedAt = new Map<string, number>();
+  /** The plans' publish rate limits, one bucket per tenant for all its sessions here. */
+  private readonly rates: TenantRates;
   private lameDuck = false;
   private address: { host: string; port: number } | undefined;
-  readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0, legacy: 0 };
+  readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0, held: 0, legacy: 0 };
   /** Customer sites' leaf nodes (leaf-gateway.ts), when `leaf_listen` is set. */
   private leaf: LeafGateway | undefined;
+  private telemetry: GatewayTelemetry = NO_TELEMETRY;
+  private readonly sessionFacts = new WeakMap<ClientSession, SessionFacts>();
 
-  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores }) {
+  private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores; platformStreams: PlatformStreams }) {
     this.config = parts.config;
     this.stores = parts.stores;
+    this.platformStreams = parts.platformStreams;
     this.platformSigner = parts.cp.platform;
     this.auditConnection = parts.auditConnection;
     const js = jetstream(parts.auditConnection);
@@ -107,6 +138,8 @@ export class Gateway {
     this.upstreamCa = parts.upstreamCa;
     this.serverId = `GW${randomBytes(10).toString("hex").toUpperCase()}`;
     this.servers = parts.config.nats.map(parseServerUrl);
+    this.reachability = new UpstreamReachability(this.servers, { probeIntervalMs: 250, probeTimeoutMs: 1000, onChange: (up) => this.reachabilityChanged(up) });
+    this.rates = new TenantRates({ dataDir: parts.config.data_dir, planOf: (slug) => this.directory.get(slug)?.record.plan, log: parts.log, pollMs: Math.max(1000, parts.config.registry_poll_ms) });
     this.facts = factsOf(parts.control);
     const { host, port } = parseListen(parts.config.listen);
     const context = parts.tlsContext;
@@ -124,11 +157,30 @@ export class Gateway {
           this.log.error({ event: "admission_failed", code: "internal_error", error: errorMessage(err), remote: `${meta.remoteAddress}:${meta.remotePort}` }, "admitting a client failed");
           socket.destroy();
         }),
-      onRefused: (meta, code, reason) => this.audit(false, { code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }),
+      onRefused: (meta, code, reason) => {
+        // One line per refused connection would be hundreds a second while NATS is away: counted, and summed up when it is back.
+        if (code === "nats_unavailable") {
+          this.stats.refused++;
+          this.refusedWhileUnreachable++;
+          this.telemetry.connection(false, { code });
+          this.log.debug({ event: "connection_refused", code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }, "client refused");
+        } else if (meta.probe) {
+          // A load balancer's TCP health check (connect, close, nothing said): counted, not a warning.
+          this.telemetry.probe();
+          this.log.debug({ event: "connection_refused", code, probe: true, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` }, "connection closed without a word (a health check)");
+        } else this.audit(false, { code, reason, remote: `${meta.remoteAddress}:${meta.remotePort}` });
+      },
+      mayAccept: () => {
+        const up = this.reachability.current();
+        return typeof up === "boolean" ? acceptWhen(up) : up.then(acceptWhen);
+      },
     });
     this.directory.onChange((event) => {
       this.log.info({ event: "tenant_changed", tenant: event.slug, change: event.kind, status: event.status }, "tenant registry change applied");
-      if (event.kind === "removed" || event.status === "suspended") this.closeTenantSessions(event.slug, event.kind === "removed" ? "tenant deleted" : "tenant suspended");
+      if (event.kind === "removed") this.rates.tenantRemoved(event.slug);
+      else this.rates.tenantChanged(event.slug);
+      if (event.kind === "removed" || event.status === "suspended") this.closeTenantSessions(event.slug, event.kind === "removed" ? "deleted" : "suspended");
+      else if (event.status === "active") this.releaseHeld(event.slug);
     });
   }
 
@@ -173,9 +225,10 @@ export class Gateway {
       }
       directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
       const stores = await templateStores(config.data_dir);
+      const platformStreams = await loadPlatformStreams(config.data_dir);
       const auditStream = await ensureAuditStream(control, { maxAgeSeconds: parseDurationSeconds(config.audit_max_age) ?? 30 * 86_400 });
       log.info({ event: "audit_stream", status: auditStream, max_age: config.audit_max_age }, "audit stream ready");
-      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection: control, stores });
+      const gw = new Gateway({ config, log, cp, directory, tlsContext: tlsMaterial.context, control, upstreamCa, auditConnection: control, stores, platformStreams });
       gw.watchControl();
       gw.address = await gw.listener.listen();
       if (config.leaf_listen) gw.leaf = await gw.startLeaf(tlsMaterial.context);
@@ -227,6 +280,64 @@ export class Gateway {
     }
   }
 
+  // What operating the gateway reads (admin/: metrics, the admin API, the console), and the one thing it changes: a session cut.
+
+  /** Plugs in the observer of connection outcomes (metrics); one at a time. */
+  observe(telemetry: GatewayTelemetry): void {
+    this.telemetry = telemetry;
+  }
+
+  /** The control plane the gateway runs on: the tenant store and its NATS connections. */
+  get controlPlane(): ControlPlane {
+    return this.cp;
+  }
+
+  /** The live registry admission reads: tenants, their CAs, revocations. */
+  get registry(): TenantDirectory {
+    return this.directory;
+  }
+
+  /** The live sessions (edge and platform), optionally of one tenant only. */
+  sessionList(filter: { tenant?: string } = {}): SessionSummary[] {
+    const out: SessionSummary[] = [];
+    for (const s of this.sessions) {
+      const facts = this.sessionFacts.get(s);
+      if (!facts || (filter.tenant !== undefined && facts.tenant !== filter.tenant)) continue;
+      out.push({ id: s.id, ...facts, counters: { ...s.counters }, pid: process.pid });
+    }
+    return out;
+  }
+
+  /** Ends one session (no -ERR: a stock client reconnects at its own pace); its summary, or undefined when no such session is here. */
+  disconnect(id: string, reason: string): SessionSummary | undefined {
+    for (const s of this.sessions) {
+      if (s.id !== id) continue;
+      const facts = this.sessionFacts.get(s);
+      const summary = facts ? { id, ...facts, counters: { ...s.counters }, pid: process.pid } : undefined;
+      s.close(reason);
+      return summary;
+    }
+    return undefined;
+  }
+
+  /**
+   * Ready to take clients: listening and not in lame duck, some NATS server answering, the
+   * registry loaded, and the PLATFORM account in NATS (the gateway's own user of it answers a
+   * round trip).
+   */
+  async readiness(timeoutMs = 1000): Promise<GatewayReadiness> {
+    const within = <T>(p: Promise<T>): Promise<T | "timeout"> => Promise.race([p, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), timeoutMs).unref())]);
+    const reachable = await within(Promise.resolve(this.reachability.current()));
+    const roundTrip = await within(this.control.flush().then(() => "ok" as const, (err: unknown) => errorMessage(err)));
+    const checks: GatewayReadiness["checks"] = {
+      listener: this.lameDuck ? { ok: false, detail: "lame duck: draining" } : this.address ? { ok: true, detail: `${this.address.host}:${this.address.port}` } : { ok: false, detail: "not listening" },
+      nats: reachable === true ? { ok: true } : { ok: false, detail: "no NATS server answers" },
+      registry: { ok: true, detail: `${this.directory.size} tenants` },
+      platform_account: roundTrip === "ok" ? { ok: true } : { ok: false, detail: roundTrip === "timeout" ? `no answer from NATS within ${timeoutMs} ms on the PLATFORM account's connection` : roundTrip },
+    };
+    return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
   private watchControl(): void {
     void (async () => {
       for await (const s of this.control.status()) {
@@ -275,6 +386,7 @@ export class Gateway {
       this.stats.refused++;
       this.log.warn({ event: "connection_refused", ...fields }, "client refused");
     }
+    this.telemetry.connection(accepted, fields);
   }
 
   /** Decides who the client is and whether it may have a session (throws IdentityError). */
@@ -295,12 +407,13 @@ export class Gateway {
       const signer = this.platformSigner;
       const maxPayload = this.sessionMaxPayload(resolved);
       const audit = new SessionAudit(this.auditTrail, { identity: identity.name, cn: identity.cn, session: sessionId, remote }, this.config.audit_window_ms);
+      const readableStreams = this.platformStreams.readableBy(identity.name);
       return {
         slug: undefined,
         fields: { platform: identity.name, cn: identity.cn },
         maxPayload,
-        user: () => this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, PLATFORM_CACHE_KEY, () => mintPlatformUser(identity, signer)),
-        rewriter: (events) => new PlatformRewriter({ session: sessionId, maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events, stores: this.stores }),
+        user: () => this.directory.users.get(`${identity.fingerprint}:${signer.signingKey.getPublicKey()}`, PLATFORM_CACHE_KEY, () => mintPlatformUser(identity, signer, readableStreams)),
+        rewriter: (events) => new PlatformRewriter({ session: sessionId, maxPayload, isTenant: (slug) => this.directory.get(slug) !== undefined, audit, events, stores: this.stores, readableStreams }),
       };
     }
     const { identity, tenant } = resolved;
@@ -335,6 +448,7 @@ export class Gateway {
       socket.destroy();
       return;
     }
+    if (refusal?.code === "tenant_suspended") return this.suspendedClient(socket, connect, refusal, remote);
     if (refusal || !resolved) {
       this.audit(false, { ...refusal, remote });
       return this.reject(socket, AUTHORIZATION_VIOLATION);
@@ -345,10 +459,11 @@ export class Gateway {
     try {
       const minted = await plan.user();
       const clientOptions = pickConnectOptions(connect.connect);
-      const upstream = await openUpstream(this.servers, this.nextUpstream++, minted, clientOptions, { timeoutMs: this.config.handshake_timeout_ms, ...(this.upstreamCa ? { ca: this.upstreamCa } : {}) });
+      const upstream = await this.upstreamFor(socket, plan.slug, resolved.identity.fingerprint, minted, clientOptions);
       if (this.lameDuck || socket.destroyed) {
         upstream.socket.destroy();
-        return this.reject(socket, "Server Shutdown");
+        socket.destroy();
+        return;
       }
       if (clientOptions.verbose) socket.write("+OK\r\n");
       const session = new ClientSession({
@@ -358,10 +473,13 @@ export class Gateway {
         upstream: upstream.socket,
         log,
         rewriter: plan.rewriter,
-        // An INFO-first client learns its own payload limit (its tenant's plan) from an INFO update
-        // after its first PONG; a TLS-first client had it in its first INFO.
-        ...(!meta.tlsFirst && plan.maxPayload !== this.effectiveMaxPayload() ? { infoUpdate: { ...this.info(meta), max_payload: plan.maxPayload } } : {}),
+        // An INFO update right after the first PONG, as nats-server 2.12+ sends one (nats.go waits
+        // for it from a server of that version): it carries the session's own payload limit (its
+        // tenant's plan), which an INFO-first client could not be told before TLS.
+        infoUpdate: { ...this.info(meta), max_payload: plan.maxPayload },
         slowConsumerMs: this.config.slow_consumer_ms,
+        slowConsumerDropMs: this.config.slow_consumer_drop_ms,
+        ...(resolved.kind === "edge" ? { rate: this.rates.bucket(resolved.identity.tenant) } : {}),
         clientLeftover: connect.rest,
         upstreamLeftover: upstream.leftover,
         lameDuckInfo: () => ({ ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), ldm: true }),
@@ -369,12 +487,17 @@ export class Gateway {
           this.sessions.delete(s);
           this.stats.sessions = this.sessions.size;
           log.info({ event: "session_closed", reason, ...s.counters }, "session closed");
+          const facts = this.sessionFacts.get(s);
+          if (facts) this.telemetry.sessionClosed({ id: s.id, ...facts, counters: s.counters, pid: process.pid }, reason);
+          // NATS gone under this session: is any server still there? (One probe for many sessions.)
+          if (reason === UPSTREAM_CLOSED) void this.reachability.check();
         },
       });
       this.sessions.add(session);
       this.stats.sessions = this.sessions.size;
+      this.sessionFacts.set(session, { ...sessionFactsOf(resolved), remote, nats: upstream.server.url, tls_first: meta.tlsFirst, started_at: new Date().toISOString() });
       const legacy = resolved.kind === "edge" && resolved.legacy === true;
-      this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst, ...(legacy ? { legacy } : {}) });
+      this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst, handshake_ms: Date.now() - meta.acceptedAt, ...(legacy ? { legacy } : {}) });
       if (legacy) {
         this.stats.legacy++;
         log.warn({ event: "legacy_certificate", code: "legacy_certificate" }, `pre-tenant certificate admitted into tenant "${plan.slug}"; re-issue it from the tenant's CA`);
@@ -383,11 +506,81 @@ export class Gateway {
     } catch (err) {
       if (err instanceof UpstreamRefused) {
         this.audit(false, { code: "upstream_refused", reason: err.message, ...plan.fields, remote });
+        if (!isAuthorizationRefusal(err.serverError)) return this.reject(socket, err.serverError);
+        // Refused as a user twice in a row, a stock client gives up for good: the second time it is
+        // closed without a word and comes back at its reconnect pace.
+        if (this.refusedCertificates.recent(resolved.identity.fingerprint)) return dismiss(socket);
+        this.refusedCertificates.remember(resolved.identity.fingerprint);
         return this.reject(socket, err.serverError);
       }
       this.audit(false, { code: err instanceof CodedError ? err.code : "internal_error", reason: errorMessage(err), ...plan.fields, remote });
-      return this.reject(socket, "Server Unavailable");
+      // No -ERR: nats.go (and the C and Python clients) take one they do not know as final.
+      return dismiss(socket);
     }
+  }
+
+  /**
+   * The session's upstream connection. When no NATS server answers, the client — through TLS, its
+   * CONNECT read — waits for its PONG while the gateway waits for NATS (up to NATS_OUTAGE_HOLD_MS
+   * or until the client leaves): it gets its session the moment NATS is back. When NATS refuses a
+   * user of a tenant resumed a moment ago (the registry says active before the account reaches
+   * NATS) or a certificate refused a moment ago, it is asked again shortly rather than refused.
+   */
+  private async upstreamFor(socket: tls.TLSSocket, slug: string | undefined, fingerprint: string, user: { jwt: string; user: MintedUser["user"] }, client: ClientConnectOptions): Promise<OpenedUpstream> {
+    const until = Date.now() + NATS_OUTAGE_HOLD_MS;
+    let authRetries = 0;
+    for (;;) {
+      try {
+        return await openUpstream(this.servers, this.nextUpstream++, user, client, { timeoutMs: this.config.handshake_timeout_ms, ...(this.upstreamCa ? { ca: this.upstreamCa } : {}) });
+      } catch (err) {
+        if (socket.destroyed || this.lameDuck || Date.now() >= until) throw err;
+        if (err instanceof CodedError && err.code === "upstream_unavailable") {
+          this.reachability.unreachable();
+          await whileOpen(socket, this.reachability.whenReachable(), until - Date.now());
+        } else if (err instanceof UpstreamRefused && isAuthorizationRefusal(err.serverError) && authRetries < AUTH_RETRIES && (this.refusedCertificates.recent(fingerprint) || this.resumedLately(slug))) {
+          await whileOpen(socket, new Promise((r) => setTimeout(r, AUTH_RETRY_MS * 2 ** authRetries++)), until - Date.now());
+        } else throw err;
+      }
+    }
+  }
+
+  /**
+   * A client of a suspended tenant: held, not refused (see HeldSession — stock clients refused as a
+   * user twice in a row give up for good, and every gateway replica would have to agree on which
+   * refusal was a client's first). Resuming the tenant releases it into a real session.
+   */
+  private suspendedClient(socket: tls.TLSSocket, connect: Awaited<ReturnType<typeof readConnect>>, refusal: { code: string; reason: string; cn?: string }, remote: string): void {
+    let slug: string | undefined;
+    try {
+      const name = refusal.cn ? parseCommonName(refusal.cn) : undefined;
+      slug = name?.kind === "edge" ? name.tenant : undefined;
+    } catch {
+      slug = undefined;
+    }
+    if (!slug || this.lameDuck) {
+      this.audit(false, { ...refusal, remote });
+      return slug ? dismiss(socket) : this.reject(socket, AUTHORIZATION_VIOLATION);
+    }
+    const log = this.log.child({ tenant: slug, cn: refusal.cn, remote });
+    const held = new HeldSession({
+      slug,
+      client: socket,
+      clientLeftover: connect.rest,
+      verbose: connect.connect.verbose === true,
+      maxPayload: this.effectiveMaxPayload(),
+      log,
+      onClose: (h, reason) => {
+        this.held.delete(h);
+        this.stats.held = this.held.size;
+        log.info({ event: "held_closed", reason, held_ms: Date.now() - h.heldAt, refused_publishes: h.refusedPublishes }, "held connection closed");
+      },
+    });
+    this.held.add(held);
+    this.stats.held = this.held.size;
+    // Refused a session all the same (the log and the counters say so), and held.
+    this.audit(false, { ...refusal, remote, held: true });
+    if (connect.connect.verbose === true) socket.write("+OK\r\n");
+    held.start();
   }
 
   private reject(socket: tls.TLSSocket, text: string): void {
@@ -395,24 +588,102 @@ export class Gateway {
     setTimeout(() => socket.destroy(), 1000).unref();
   }
 
-  private closeTenantSessions(slug: string, reason: string): void {
-    for (const s of this.sessions) if (s.slug === slug) s.close(reason, AUTHORIZATION_VIOLATION);
+  /**
+   * A tenant suspended or deleted: its sessions end. Suspended, in nats-server's own words for a
+   * revoked user (which nats.js does not count as an authorization refusal, and nats.go not as the
+   * same one): the client reconnects and is held. Deleted, with `Authorization Violation`, held
+   * connections included: that is final.
+   */
+  private closeTenantSessions(slug: string, why: "suspended" | "deleted"): void {
+    const errText = why === "deleted" ? AUTHORIZATION_VIOLATION : USER_REVOKED;
+    for (const s of this.sessions) if (s.slug === slug) s.close(`tenant ${why}`, errText);
+    if (why === "deleted") for (const h of this.held) if (h.slug === slug) h.close("tenant deleted", AUTHORIZATION_VIOLATION);
+  }
+
+  /** A tenant active again: its held connections are released, to reconnect into real sessions. */
+  private releaseHeld(slug: string): void {
+    this.resumedAt.set(slug, Date.now());
+    const released = [...this.held].filter((h) => h.slug === slug);
+    if (released.length === 0) return;
+    this.log.info({ event: "held_released", tenant: slug, connections: released.length }, "tenant active again: releasing its held connections");
+    for (const h of released) h.release();
+  }
+
+  private resumedLately(slug: string | undefined): boolean {
+    const at = slug === undefined ? undefined : this.resumedAt.get(slug);
+    if (at === undefined) return false;
+    if (Date.now() - at < RESUME_WINDOW_MS) return true;
+    this.resumedAt.delete(slug!);
+    return false;
   }
 
   /**
-   * Lame duck: stop accepting, tell every client (INFO `ldm: true`) so it reconnects elsewhere,
-   * wait up to `drainMs` for them to leave, then close the rest.
+   * Closes every session and held connection still open at `from`, one at a time, evenly spaced so
+   * that the last goes at `until` (all at once when there is no time between them). No -ERR, as
+   * nats-server closes at shutdown: Go, C and Python clients take an -ERR they do not know as final
+   * and would not reconnect.
+   */
+  private async closeSpread(from: number, until: number): Promise<void> {
+    await this.whenEmptyOr(from);
+    const left: Array<ClientSession | HeldSession> = [...this.sessions, ...this.held];
+    // Random order, as nats-server's: no tenant or client is always the first to go.
+    for (let i = left.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [left[i], left[j]] = [left[j]!, left[i]!];
+    }
+    const start = Date.now();
+    const span = Math.max(0, until - start);
+    let next = 0;
+    while (next < left.length) {
+      // Everything due by now (Node's timers are coarser than 1 ms: several may be due at once).
+      const due = span === 0 ? left.length : Math.min(left.length, Math.floor(((Date.now() - start) * left.length) / span));
+      for (; next < due; next++) left[next]!.close("gateway shutdown");
+      if (next >= left.length || (this.sessions.size === 0 && this.held.size === 0)) break;
+      const nextAt = start + Math.ceil(((next + 1) * span) / left.length);
+      await this.whenEmptyOr(nextAt);
+    }
+  }
+
+  /** Resolves at `at`, or earlier once no session or held connection is left. */
+  private whenEmptyOr(at: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if ((this.sessions.size === 0 && this.held.size === 0) || Date.now() >= at) {
+          clearInterval(poll);
+          resolve();
+        }
+      };
+      // Sessions leaving by themselves are noticed within 50 ms; the closes themselves are timed precisely.
+      const poll = setInterval(check, Math.max(1, Math.min(50, at - Date.now())));
+      check();
+    });
+  }
+
+  private reachabilityChanged(up: boolean): void {
+    if (up) {
+      this.log.info({ event: "nats_reachable", refused_while_unreachable: this.refusedWhileUnreachable }, "a NATS server answers again: accepting clients");
+      this.refusedWhileUnreachable = 0;
+    } else this.log.warn({ event: "nats_unreachable", nats: this.config.nats }, "no NATS server answers: new clients are refused before TLS until one does");
+  }
+
+  /**
+   * Lame duck: stop accepting, tell every client (INFO `ldm: true`) so it reconnects elsewhere, and
+   * after a grace period close the clients that stayed one by one, spread evenly over the rest of
+   * `drainMs` (as nats-server does over its lame_duck_duration), the last at its end: stock clients
+   * ignore `ldm` when they know no other server, and closed all at once they would all land on the
+   * other replicas in the same second.
    */
   async shutdown(drainMs = this.config.drain_timeout_ms): Promise<void> {
     if (this.lameDuck) return;
     this.lameDuck = true;
-    this.log.info({ event: "lame_duck", sessions: this.sessions.size, drain_ms: drainMs }, "stopping: lame duck mode");
+    const graceMs = Math.min(this.config.lame_duck_grace_ms, Math.floor(drainMs / 4));
+    this.log.info({ event: "lame_duck", sessions: this.sessions.size, held: this.held.size, drain_ms: drainMs, grace_ms: graceMs }, "stopping: lame duck mode");
     await this.listener.close();
     await this.leaf?.shutdown();
     for (const s of this.sessions) s.lameDuck({ ...this.info({ id: 0, remoteAddress: "" }), ldm: true });
-    const deadline = Date.now() + drainMs;
-    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    for (const s of [...this.sessions]) s.close("gateway shutdown", "Server Shutdown");
+    await this.closeSpread(Date.now() + graceMs, Date.now() + drainMs);
+    this.reachability.close();
+    this.rates.close();
     this.directory.close();
     await this.auditConnection.drain().catch(() => undefined);
     await this.cp.close();
@@ -424,6 +695,37 @@ export class Gateway {
 async function templateStores(dataDir: string): Promise<TenantStores> {
   const { dir } = await resolveTemplatesDir(dataDir);
   return storesOf(await loadStreamTemplates(dir));
+}
+
+/** Who a session is, for the operator's view of it. */
+function sessionFactsOf(resolved: Admitted<TenantEntry>): Pick<SessionFacts, "kind" | "tenant" | "component" | "partition" | "platform" | "cn"> {
+  if (resolved.kind === "platform") return { kind: "platform", platform: resolved.identity.name, cn: resolved.identity.cn };
+  const { identity } = resolved;
+  return { kind: "edge", tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn };
+}
+
+/** Closes a client's connection without an -ERR: to a stock client, a failed attempt to retry at its own pace. */
+function dismiss(socket: tls.TLSSocket): void {
+  socket.end();
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+function acceptWhen(natsReachable: boolean): AcceptVerdict {
+  return natsReachable ? { accept: true } : { accept: false, code: "nats_unavailable", reason: "no NATS server answers" };
+}
+
+/** Resolves when `wait` does, when the client's socket closes, or after `ms`, whichever comes first. */
+function whileOpen(socket: tls.TLSSocket, wait: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      socket.off("close", done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    socket.once("close", done);
+    void wait.then(done, done);
+  });
 }
 
 function factsOf(nc: NatsConnection): UpstreamFacts {

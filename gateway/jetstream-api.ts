@@ -82,6 +82,7 @@ export type ResponseBodyPlan =
 
 export type JetStreamRefusalReason =
   | "jetstream_api_forbidden"
+  | "jetstream_stream_not_readable"
   | "jetstream_api_unavailable"
   | "jetstream_api_unknown"
   | "jetstream_api_malformed"
@@ -172,10 +173,11 @@ const GENERIC_ERROR_TYPE = "error_response";
 const STATUS_REPLY_VERBS: ReadonlySet<JetStreamApiVerb> = new Set(["DIRECT.GET", "CONSUMER.MSG.NEXT"]);
 
 /** nats-server 2.9 error codes (server/errors.json) the gateway answers with. */
-const ERR_BAD_REQUEST = 10003;
-const ERR_INVALID_JSON = 10025;
-const ERR_DELIVER_TO_WILDCARDS = 10079;
-const ERR_NOT_ENABLED_FOR_ACCOUNT = 10039;
+export const JS_ERR = { BAD_REQUEST: 10003, INVALID_JSON: 10025, DELIVER_TO_WILDCARDS: 10079, NOT_ENABLED_FOR_ACCOUNT: 10039, STREAM_NOT_FOUND: 10059 } as const;
+const ERR_BAD_REQUEST = JS_ERR.BAD_REQUEST;
+const ERR_INVALID_JSON = JS_ERR.INVALID_JSON;
+const ERR_DELIVER_TO_WILDCARDS = JS_ERR.DELIVER_TO_WILDCARDS;
+const ERR_NOT_ENABLED_FOR_ACCOUNT = JS_ERR.NOT_ENABLED_FOR_ACCOUNT;
 
 /**
  * The JSON of a JetStream API error reply as nats-server 2.9 sends it:
@@ -195,7 +197,8 @@ function statusHeaders(code: JetStreamErrorCode, description: string): Buffer {
 
 const EMPTY = Buffer.alloc(0);
 
-function refusal(
+/** A refusal as the server would send it for `verb`: a JSON error, or a status reply for direct get and pulls. */
+export function refusal(
   verb: JetStreamApiVerb,
   reason: JetStreamRefusalReason,
   code: JetStreamErrorCode,

@@ -28,6 +28,8 @@ import { PLATFORM_KV_PREFIX, PLATFORM_PUBLISH_PREFIX, platformSessionPrefix } fr
 import { isPrefixedTenantSubject, TenantStores } from "../common/namespaces.ts";
 import { ALL_TENANTS, AUDIT_SUBJECT_PREFIX, type SessionAudit } from "./audit.ts";
 import { jetStreamUnavailable } from "./jetstream-api.ts";
+import { PendingReplies } from "./pending-replies.ts";
+import { platformJetStreamRequest, platformJetStreamResponse } from "./platform-jetstream.ts";
 import { FrameRewriter, type RewriterEvents } from "./session-rewriter.ts";
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ServerFrame } from "./protocol/frames.ts";
 import { SubjectBytes, WIRE } from "./protocol/encoder.ts";
@@ -46,12 +48,15 @@ const PUBLISH_PREFIX = Buffer.from(PLATFORM_PUBLISH_PREFIX, "latin1");
 const ACK_TOKENS_PLAIN = 7;
 const NO_DOMAIN = "_";
 const DOMAIN_HASH_SEPARATOR = "~";
-const OWN_JETSTREAM_HINT = "platform sessions reach a tenant's JetStream with the API prefix $JS.<tenant>.API";
+const OWN_JETSTREAM_HINT = "platform sessions reach a tenant's JetStream with the API prefix $JS.<tenant>.API, and the platform streams their identity may read";
+/** The consumer-origin mark of the session's own account (tenant slugs never start with a NUL). */
+const OWN_ACCOUNT = "\u0000platform";
+const MAX_CONSUMER_ORIGINS = 1024;
 
 /** Where a publish goes: a tenant (or nowhere in particular), and how it must be written for NATS. */
 interface Target {
   tenant: string | undefined;
-  kind: "subject" | "api" | "ack" | "kv" | "own-api" | "private";
+  kind: "subject" | "api" | "ack" | "kv" | "own-api" | "own-ack" | "private";
   /** The subject for NATS when it differs from the client's (acks, bucket writes). */
   rewritten?: string;
   api?: string;
@@ -76,6 +81,14 @@ export function platformAckSubject(serverAck: string, slug: string): string {
   return `$JS.ACK.${slug}.${domain}${DOMAIN_HASH_SEPARATOR}${hash}.${tail.join(".")}`;
 }
 
+/** The stream and consumer an ack subject names, in either form (without, or with domain and account hash). */
+export function ackStreamConsumer(ack: string): { stream: string; consumer: string } | undefined {
+  const rest = ack.slice(JS_ACK.length).split(".");
+  if (rest.length === ACK_TOKENS_PLAIN) return { stream: rest[0]!, consumer: rest[1]! };
+  if (rest.length >= ACK_TOKENS_PLAIN + 2) return { stream: rest[2]!, consumer: rest[3]! };
+  return undefined;
+}
+
 /** The client's ack subject back to what the PLATFORM account routes into the tenant, or undefined when it is not one. */
 export function tenantAckSubject(clientAck: string): { slug: string; subject: string } | undefined {
   const t = clientAck.split(".");
@@ -98,6 +111,9 @@ export interface PlatformRewriterOptions {
   events: RewriterEvents;
   /** Which key-value buckets platform sessions may write. */
   stores?: TenantStores;
+  /** The PLATFORM account's platform streams this identity may read through `$JS.API` (none: the account has no JetStream for it). */
+  readableStreams?: readonly string[];
+  clock?: () => number;
 }
 
 /** A subscription of the client's: what it named (for the audit), and whether it is in the session's private namespace. */
@@ -114,11 +130,22 @@ export class PlatformRewriter extends FrameRewriter {
   /** `_tg_s.<session>.`: where the client's own `_…` subjects live inside NATS. */
   private readonly privatePrefix: Buffer;
   private readonly subscriptions = new Map<number, Subscription>();
+  private readonly readable: ReadonlySet<string>;
+  /** Replies of the session's own JetStream requests, to translate (keyed by the reply NATS sees). */
+  private readonly pendingJs: PendingReplies;
+  /**
+   * Whose consumer a `$JS.ACK.<stream>.<consumer>.…` belongs to: a platform stream's (the session's
+   * own account) or a tenant's — stream names alone can be the same in both. Learnt from the
+   * session's own pulls and consumer creations.
+   */
+  private readonly consumerOrigins = new Map<string, string>();
 
   constructor(opts: PlatformRewriterOptions) {
     super(opts.events, { maxPayload: opts.maxPayload });
     this.opts = opts;
     this.privatePrefix = Buffer.from(platformSessionPrefix(opts.session), "latin1");
+    this.readable = new Set(opts.readableStreams ?? []);
+    this.pendingJs = new PendingReplies(opts.clock);
   }
 
   /** The session ended: the audit window's summaries are written now. */
@@ -144,8 +171,12 @@ export class PlatformRewriter extends FrameRewriter {
       if (startsWith(buf, start, end, JS_API)) return { tenant: undefined, kind: "own-api" };
       const text = frameString(buf, start, end);
       if (startsWith(buf, start, end, JS_ACK)) {
-        const ack = t === SubjectVerdict.Tenant ? tenantAckSubject(text) : undefined;
-        return ack && this.opts.isTenant(ack.slug) ? { tenant: ack.slug, kind: "ack", rewritten: ack.subject } : SubjectVerdict.Reserved;
+        if (t !== SubjectVerdict.Tenant) return SubjectVerdict.Reserved;
+        const ack = tenantAckSubject(text);
+        if (ack) return this.opts.isTenant(ack.slug) ? { tenant: ack.slug, kind: "ack", rewritten: ack.subject } : SubjectVerdict.Reserved;
+        // An ack of a platform stream's consumer, in the session's own account.
+        const own = ackStreamConsumer(text);
+        return own && this.readable.has(own.stream) ? { tenant: undefined, kind: "own-ack" } : SubjectVerdict.Reserved;
       }
       const parts = text.split(".", 4);
       if (parts[0] !== "$JS" || !parts[1] || (parts[2] !== "API" && parts[2] !== "ACK") || parts.length !== 4 || !this.opts.isTenant(parts[1])) return SubjectVerdict.Reserved;
@@ -158,7 +189,9 @@ export class PlatformRewriter extends FrameRewriter {
         if (t !== SubjectVerdict.Tenant || !this.stores.platformWritable(bucket)) return t === SubjectVerdict.Tenant ? SubjectVerdict.Reserved : t;
         return { tenant, kind: "kv", rewritten: `${PLATFORM_KV_PREFIX}${tenant}.${inApi.slice("$KV.".length)}` };
       }
-      return { tenant, kind: "api", api: inApi.split(".").slice(0, 3).join(".") };
+      const api = inApi.split(".");
+      if (api[0] === "CONSUMER" && api[1] === "MSG" && api[2] === "NEXT" && api.length === 5) this.rememberConsumer(api[3]!, api[4]!, tenant);
+      return { tenant, kind: "api", api: api.slice(0, 3).join(".") };
     }
     if (t !== SubjectVerdict.Tenant) return t;
     if (startsWith(buf, start, end, INTERNAL)) return SubjectVerdict.Reserved;
@@ -171,12 +204,11 @@ export class PlatformRewriter extends FrameRewriter {
     return { tenant: first, kind: "subject" };
   }
 
-  /** A reply subject: into the session's private namespace, unless it names a tenant (a reply that lives in that tenant's view). */
+  /** A reply subject: always in the session's private namespace, so its answers reach this session only. */
   private replyOf(buf: Buffer, start: number, end: number): SubjectBytes | SubjectVerdict {
     const rv = checkTokens(buf, start, end);
     if (rv !== SubjectVerdict.Tenant) return rv;
     if (buf[start] === DOLLAR || startsWith(buf, start, end, INTERNAL)) return SubjectVerdict.Reserved;
-    if (buf[start] !== UNDERSCORE && this.opts.isTenant(firstToken(buf, start, end))) return this.reply.set(buf, start, end);
     return this.reply.set(buf, start, end, this.privatePrefix);
   }
 
@@ -195,7 +227,8 @@ export class PlatformRewriter extends FrameRewriter {
           reply = r;
         }
         const subjectText = frameString(buf, f.subjectStart, f.subjectEnd);
-        if (target.kind === "own-api") return this.ownJetStream(subjectText, reply);
+        if (target.kind === "own-api") return this.ownJetStream(f, subjectText, reply);
+        if (target.kind === "own-ack") this.opts.audit.repeated("jetstream_ack", ALL_TENANTS, subjectText.split(".", 4).join("."));
         this.counters.msgsIn++;
         this.counters.bytesIn += f.payloadEnd - f.payloadStart;
         if (target.tenant !== undefined) {
@@ -236,16 +269,71 @@ export class PlatformRewriter extends FrameRewriter {
   }
 
   /**
-   * The PLATFORM account's own JetStream (the audit stream, the registry) is not the session's: its
-   * request is answered the way an account without JetStream is, on the client's reply subject.
+   * The PLATFORM account's own JetStream: the platform streams this identity may read (see
+   * platform-jetstream.ts), never the audit stream or the registry. With none to read, the request
+   * is answered the way an account without JetStream is, on the client's reply subject.
    */
-  private ownJetStream(subject: string, reply: SubjectBytes | null): void {
-    const r = jetStreamUnavailable(subject, OWN_JETSTREAM_HINT);
-    this.events.jetStreamRefused(subject, r.code, r.reason, r.description);
-    if (!reply) return;
-    const payload = r.reply.headers ? Buffer.concat([r.reply.headers, r.reply.body]) : r.reply.body;
-    if (r.reply.headers) this.toUpstream.hpub(reply, null, r.reply.headers.length, payload, 0, payload.length);
-    else this.toUpstream.pub(reply, null, payload, 0, payload.length);
+  private ownJetStream(f: ClientFrame, subject: string, reply: SubjectBytes | null): void {
+    const headers = f.verb === ClientVerb.Hpub ? f.buf.subarray(f.payloadStart, f.payloadStart + f.headerSize) : undefined;
+    const body = f.buf.subarray(f.payloadStart + (headers?.length ?? 0), f.payloadEnd);
+    const decided = this.readable.size === 0 ? ({ kind: "refuse", refusal: jetStreamUnavailable(subject, OWN_JETSTREAM_HINT) } as const) : platformJetStreamRequest(subject, body.length > 0 ? body : undefined, this.readable, this.privatePrefix.toString("latin1"));
+    if (decided.kind === "refuse") {
+      const r = decided.refusal;
+      this.events.jetStreamRefused(subject, r.code, r.reason, r.description);
+      if (!reply) return;
+      const payload = r.reply.headers ? Buffer.concat([r.reply.headers, r.reply.body]) : r.reply.body;
+      if (r.reply.headers) this.toUpstream.hpub(reply, null, r.reply.headers.length, payload, 0, payload.length);
+      else this.toUpstream.pub(reply, null, payload, 0, payload.length);
+      return;
+    }
+    const { op } = decided;
+    this.counters.msgsIn++;
+    this.counters.bytesIn += f.payloadEnd - f.payloadStart;
+    // Consumers come and go on record; everything else is summarised.
+    const tenant = ALL_TENANTS;
+    if (op.verb === "CONSUMER.CREATE" || op.verb === "CONSUMER.DURABLE.CREATE" || op.verb === "CONSUMER.DELETE") this.opts.audit.now("jetstream_api", tenant, subject, { api: op.verb });
+    else this.opts.audit.repeated("jetstream_api", tenant, subject, { api: op.verb });
+    if (op.verb === "CONSUMER.MSG.NEXT" && op.stream !== undefined && op.consumer !== undefined) this.rememberConsumer(op.stream, op.consumer, OWN_ACCOUNT);
+    if (reply && decided.translateResponse) this.pendingJs.track(this.privatePrefix.toString("latin1") + frameString(f.buf, f.replyStart, f.replyEnd), op);
+    const newBody = decided.body ?? Buffer.alloc(0);
+    const to = SubjectBytes.of(subject);
+    if (headers) {
+      const payload = Buffer.concat([headers, newBody]);
+      this.toUpstream.hpub(to, reply, headers.length, payload, 0, payload.length);
+    } else this.toUpstream.pub(to, reply, newBody, 0, newBody.length);
+  }
+
+  private rememberConsumer(stream: string, consumer: string, origin: string): void {
+    const key = `${stream}\u0000${consumer}`;
+    this.consumerOrigins.delete(key);
+    if (this.consumerOrigins.size >= MAX_CONSUMER_ORIGINS) this.consumerOrigins.delete(this.consumerOrigins.keys().next().value!);
+    this.consumerOrigins.set(key, origin);
+  }
+
+  /** A reply of the session's own JetStream request, in its view; true when it was one. */
+  private ownJetStreamReply(f: ServerFrame, subject: SubjectBytes, reply: SubjectBytes | null): boolean {
+    const op = this.pendingJs.take(frameString(f.buf, f.subjectStart, f.subjectEnd));
+    if (!op) return false;
+    const headers = f.verb === ServerVerb.Hmsg ? f.buf.subarray(f.payloadStart, f.payloadStart + f.headerSize) : undefined;
+    const body = platformJetStreamResponse(op, f.buf.subarray(f.payloadStart + (headers?.length ?? 0), f.payloadEnd), this.readable, this.privatePrefix.toString("latin1"));
+    if (op.verb === "CONSUMER.CREATE" || op.verb === "CONSUMER.DURABLE.CREATE") {
+      // The consumer's name (ephemeral ones are named by the server): its acks are the session's own.
+      const created = (() => {
+        try {
+          return JSON.parse(body.toString("utf8")) as { stream_name?: unknown; name?: unknown };
+        } catch {
+          return {};
+        }
+      })();
+      if (typeof created.stream_name === "string" && typeof created.name === "string") this.rememberConsumer(created.stream_name, created.name, OWN_ACCOUNT);
+    }
+    this.counters.msgsOut++;
+    this.counters.bytesOut += body.length;
+    if (headers) {
+      const payload = Buffer.concat([headers, body]);
+      this.toClient.hmsg(subject, f.sid, reply, headers.length, payload, 0, payload.length);
+    } else this.toClient.msg(subject, f.sid, reply, body, 0, body.length);
+    return true;
   }
 
   protected fromUpstream(f: ServerFrame): void {
@@ -258,6 +346,7 @@ export class PlatformRewriter extends FrameRewriter {
         let tenant: string | undefined;
         if (startsWith(buf, f.subjectStart, f.subjectEnd, this.privatePrefix)) {
           subject = this.subject.set(buf, f.subjectStart + this.privatePrefix.length, f.subjectEnd);
+          if (this.pendingJs.size > 0 && f.replyStart < 0 && this.ownJetStreamReply(f, subject, null)) return;
         } else {
           const first = firstToken(buf, f.subjectStart, f.subjectEnd);
           if (!this.opts.isTenant(first)) return this.drop("subject", buf, f.subjectStart, f.subjectEnd);
@@ -265,15 +354,22 @@ export class PlatformRewriter extends FrameRewriter {
           subject = this.subject.set(buf, f.subjectStart, f.subjectEnd);
         }
         let reply: SubjectBytes | null = null;
+        let auditAs: string | undefined;
         if (f.replyStart >= 0) {
           if (startsWith(buf, f.replyStart, f.replyEnd, this.privatePrefix)) reply = this.reply.set(buf, f.replyStart + this.privatePrefix.length, f.replyEnd);
           else if (startsWith(buf, f.replyStart, f.replyEnd, JS_ACK)) {
-            // An ack subject names no tenant; the message's own subject does.
-            reply = tenant !== undefined ? SubjectBytes.of(platformAckSubject(frameString(buf, f.replyStart, f.replyEnd), tenant)) : this.reply.set(buf, f.replyStart, f.replyEnd);
+            // An ack names no tenant: the consumer's origin (a platform stream's, or a tenant's)
+            // does, else the message's own subject.
+            const ack = frameString(buf, f.replyStart, f.replyEnd);
+            const consumer = ackStreamConsumer(ack);
+            const origin = consumer ? this.consumerOrigins.get(`${consumer.stream}\u0000${consumer.consumer}`) : undefined;
+            const owner = origin === OWN_ACCOUNT ? undefined : (origin ?? tenant);
+            reply = owner !== undefined ? SubjectBytes.of(platformAckSubject(ack, owner)) : this.reply.set(buf, f.replyStart, f.replyEnd);
+            if (consumer) auditAs = `$JS.ACK.${consumer.stream}.${consumer.consumer}`;
           } else if (this.opts.isTenant(firstToken(buf, f.replyStart, f.replyEnd))) reply = this.reply.set(buf, f.replyStart, f.replyEnd);
           else return this.drop("reply", buf, f.replyStart, f.replyEnd);
         }
-        if (tenant !== undefined) this.opts.audit.repeated("receive", tenant, this.subscriptions.get(f.sid)?.subject ?? frameString(buf, f.subjectStart, f.subjectEnd));
+        if (tenant !== undefined) this.opts.audit.repeated("receive", tenant, auditAs ?? this.subscriptions.get(f.sid)?.subject ?? frameString(buf, f.subjectStart, f.subjectEnd));
         this.counters.msgsOut++;
         this.counters.bytesOut += f.payloadEnd - f.payloadStart;
         this.toClient.rewritten(f.verb === ServerVerb.Msg ? WIRE.MSG : WIRE.HMSG, subject, reply, buf, f.subjectEnd, f.replyStart, buf, reply === null ? f.subjectEnd : f.replyEnd, f.end);

@@ -38,6 +38,8 @@ export interface ManagedStreamConfig {
   allow_rollup_hdrs: boolean;
   allow_direct: boolean;
   deny_delete: boolean;
+  /** Platform streams: nobody waits for their acks (publishers get their tenant stream's), and nats-server requires it of `*.…` subjects, which could be `$JS.…` ones. */
+  no_ack: boolean;
   description?: string;
 }
 
@@ -123,6 +125,7 @@ export function tenantStreamSpecs(templates: StreamTemplate[], planName: string,
       allow_rollup_hdrs: template.allowRollup,
       allow_direct: template.allowDirect,
       deny_delete: template.denyDelete,
+      no_ack: false,
       ...(template.description === undefined ? {} : { description: template.description }),
     },
   }));
@@ -165,6 +168,7 @@ export function streamConfigDrift(desired: ManagedStreamConfig, actual: Partial<
   scalar("allow_rollup_hdrs", actual.allow_rollup_hdrs ?? false, desired.allow_rollup_hdrs);
   scalar("allow_direct", actual.allow_direct ?? false, desired.allow_direct);
   scalar("deny_delete", actual.deny_delete ?? false, desired.deny_delete);
+  scalar("no_ack", actual.no_ack ?? false, desired.no_ack);
   if (desired.description !== undefined) scalar("description", actual.description ?? "", desired.description);
   return changes;
 }

@@ -34,6 +34,7 @@ interface StreamTemplateFile {
   max_age: string | number;
   max_bytes?: string | number;
   max_msgs: number;
+  max_msgs_per_subject: number;
   max_msg_size: string | number;
   discard: DiscardKind;
   duplicate_window?: string | number;
@@ -119,6 +120,7 @@ const templateSchema = {
     max_age: { ...durationSchema, default: "7d" },
     max_bytes: sizeSchema,
     max_msgs: { type: "integer", minimum: -1, default: -1 },
+    max_msgs_per_subject: { type: "integer", minimum: -1, default: -1 },
     max_msg_size: { ...sizeSchema, default: -1 },
     discard: { enum: ["old", "new"], default: "old" },
     duplicate_window: durationSchema,
@@ -226,6 +228,7 @@ function parseStreamOnlyTemplate(json: unknown, file: string): StreamTemplate {
   const maxBytes = sizeLimit(file, "max_bytes", t.max_bytes);
   const maxMsgSize = sizeLimit(file, "max_msg_size", t.max_msg_size)!;
   if (t.max_msgs === 0) throw invalid(file, "max_msgs 0 is ambiguous; use -1 for unlimited or a positive count");
+  if (t.max_msgs_per_subject === 0) throw invalid(file, "max_msgs_per_subject 0 is ambiguous; use -1 for unlimited or a positive count");
   const duplicateWindowSeconds = duration(file, "duplicate_window", t.duplicate_window) ?? defaultDuplicateWindow(maxAgeSeconds);
   if (duplicateWindowSeconds === 0) throw invalid(file, "duplicate_window must be at least 1s");
   if (maxAgeSeconds > 0 && duplicateWindowSeconds > maxAgeSeconds) throw invalid(file, "duplicate_window cannot be longer than max_age");
@@ -245,7 +248,7 @@ function parseStreamOnlyTemplate(json: unknown, file: string): StreamTemplate {
     discard: t.discard,
     duplicateWindowSeconds,
     replicas: t.replicas,
-    maxMsgsPerSubject: -1,
+    maxMsgsPerSubject: t.max_msgs_per_subject,
     allowRollup: false,
     allowDirect: false,
     denyDelete: false,

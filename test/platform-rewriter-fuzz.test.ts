@@ -59,9 +59,9 @@ function allowedUpstream(subject: string): boolean {
   return false;
 }
 
-/** A reply the session's answers come back on: its own namespace, or a tenant's view. */
+/** A reply the session's answers come back on: always its own namespace. */
 function allowedReply(reply: string): boolean {
-  return !hasControl(reply) && ((reply.startsWith(OWN) && !reply.startsWith(`${OWN}_tg`)) || TENANTS.has(reply.split(".")[0]!));
+  return !hasControl(reply) && reply.startsWith(OWN) && !reply.startsWith(`${OWN}_tg`);
 }
 
 /** A subscription: the tenant view (never `$` or `_`), or the session's own namespace. */

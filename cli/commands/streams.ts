@@ -4,9 +4,11 @@ import type { ControlPlane } from "../../accounts/control-plane.ts";
 import { getPlan, loadPlans } from "../../accounts/plans.ts";
 import { TenantService } from "../../accounts/tenants.ts";
 import { CodedError, errorMessage } from "../../common/coded-error.ts";
-import { StreamProvisioner, type StreamApplyReport, type StreamResult, type TenantStreamView } from "../../streams/provisioner.ts";
+import { StreamProvisioner, type StreamApplyReport } from "../../streams/provisioner.ts";
+import type { StreamResult, TenantStreamView } from "../../streams/reconcile.ts";
 import { fitTemplatesToPlan } from "../../streams/stream-specs.ts";
 import { loadStreamTemplates, resolveTemplatesDir, TEMPLATES_DIR_ENV } from "../../streams/templates.ts";
+import { loadPlatformStreamTemplates, PLATFORM_TEMPLATES_DIR_ENV, PlatformStreamProvisioner, resolvePlatformTemplatesDir, type PlatformStreamReport } from "../../streams/platform-streams.ts";
 import { formatBytes, formatDuration } from "../../streams/units.ts";
 import { withControlPlane, withNatsOptions, type NatsOptions } from "../nats-options.ts";
 import { action, withCommonOptions } from "../output.ts";
@@ -80,6 +82,24 @@ function viewLines(views: TenantStreamView[]): string[] {
   ];
 }
 
+const PLATFORM_TEMPLATES_HELP = `platform stream templates directory (env ${PLATFORM_TEMPLATES_DIR_ENV}; default <data-dir>/streams/platform/ when it exists, else the built-in ones)`;
+
+async function applyPlatform(opts: NatsOptions & { dataDir: string; platformTemplates?: string }): Promise<{ json: unknown; text: string[]; exitCode?: number }> {
+  const { dir } = await resolvePlatformTemplatesDir(opts.dataDir, opts.platformTemplates);
+  // A broken template is refused before anything touches NATS.
+  await loadPlatformStreamTemplates(dir);
+  return withControlPlane(opts, async (cp) => {
+    try {
+      const report = await new PlatformStreamProvisioner({ templatesDir: dir }).apply(cp);
+      return { json: { platform: true, ...report }, text: [`platform templates ${dir}`, ...report.streams.map(resultText)] };
+    } catch (err) {
+      const report = err instanceof CodedError ? (err.details?.report as PlatformStreamReport | undefined) : undefined;
+      if (!report) throw err;
+      return { json: { platform: true, ...report, error: { code: (err as CodedError).code, message: errorMessage(err) } }, text: [`platform templates ${dir}: failed`, ...report.streams.map(resultText)], exitCode: 1 };
+    }
+  });
+}
+
 export function streamsCommand(): Command {
   const streams = new Command("streams").description("per-tenant JetStream streams, provisioned from the stream templates in each tenant's own account");
   const sub = (name: string): Command => withNatsOptions(withCommonOptions(streams.command(name))).option("--templates <dir>", TEMPLATES_HELP);
@@ -87,10 +107,16 @@ export function streamsCommand(): Command {
   sub("apply")
     .argument("[slug]", "tenant slug")
     .option("--all", "every tenant", false)
+    .option("--platform", "the PLATFORM account's platform streams (every tenant's traffic on their subjects)", false)
+    .option("--platform-templates <dir>", PLATFORM_TEMPLATES_HELP)
     .option("--prune", "also delete streams no template defines (their messages are lost)", false)
     .description("reconcile streams with the templates: create missing, update drifted, report each change")
     .action(
-      action<NatsOptions & TemplatesOption & { all: boolean; prune: boolean }>(async (opts, slug) => {
+      action<NatsOptions & TemplatesOption & { all: boolean; prune: boolean; platform: boolean; platformTemplates?: string }>(async (opts, slug) => {
+        if (opts.platform) {
+          if (slug !== undefined || opts.all || opts.prune) throw new CodedError("invalid_argument", "--platform takes no tenant slug, --all or --prune (platform streams are deleted by hand)");
+          return applyPlatform(opts);
+        }
         if (opts.all === (slug !== undefined)) throw new CodedError("invalid_argument", "give a tenant slug or --all (not both)");
         // A broken template stops everything up front instead of failing every tenant alike.
         const { dir } = await resolveTemplatesDir(opts.dataDir, opts.templates);
@@ -113,11 +139,18 @@ export function streamsCommand(): Command {
     );
 
   sub("list")
-    .argument("<slug>", "tenant slug")
-    .description("a tenant's streams: subjects (edge view), messages, bytes, consumers, limits")
+    .argument("[slug]", "tenant slug")
+    .option("--platform", "the PLATFORM account's platform streams instead", false)
+    .option("--platform-templates <dir>", PLATFORM_TEMPLATES_HELP)
+    .description("a tenant's streams (subjects in the edge view), or the platform streams: messages, bytes, consumers, limits")
     .action(
-      action<NatsOptions & TemplatesOption>(async (opts, slug) =>
+      action<NatsOptions & TemplatesOption & { platform: boolean; platformTemplates?: string }>(async (opts, slug) =>
         withControlPlane(opts, async (cp) => {
+          if (opts.platform === (slug !== undefined)) throw new CodedError("invalid_argument", "give a tenant slug or --platform (not both)");
+          if (opts.platform) {
+            const views = await new PlatformStreamProvisioner(opts.platformTemplates ? { templatesDir: opts.platformTemplates } : {}).describe(cp);
+            return { json: { platform: true, streams: views }, text: ["platform streams", ...viewLines(views)] };
+          }
           const tenant = await new TenantService(cp).load(slug!);
           const views = await new StreamProvisioner(opts.templates ? { templatesDir: opts.templates } : {}).describe(cp, tenant);
           return { json: { slug, streams: views }, text: [`tenant ${slug}`, ...viewLines(views)] };

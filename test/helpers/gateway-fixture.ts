@@ -23,7 +23,7 @@ import { Gateway } from "../../gateway/gateway.ts";
 import { issueComponentFiles, issuePlatformIdentityFiles } from "../../pki/authority.ts";
 import { DataLayout } from "../../pki/layout.ts";
 import { tenantStreamProvisioner } from "../../streams/provisioner.ts";
-import { dataDirTemplatesDir } from "../../streams/templates.ts";
+import { BUILTIN_TEMPLATES_DIR, dataDirTemplatesDir } from "../../streams/templates.ts";
 import { startNatsServer, type RunningNatsServer } from "./nats-server.ts";
 import { tempDir } from "./tmp.ts";
 
@@ -89,6 +89,8 @@ export interface Deployment {
   url: string;
   edge(slug: string, component?: string, partition?: string): Promise<ClientTls>;
   admin(): Promise<ClientTls>;
+  /** `<name>.platform.serviceradar`, from the platform CA. */
+  platformIdentity(name: string): Promise<ClientTls>;
   /** A stock `nats` v2 client through the gateway. */
   v2(tls: ClientTls, opts?: Partial<ConnectionOptionsV2>): Promise<NatsConnectionV2>;
   /** A stock `@nats-io/transport-node` v3 client through the gateway. */
@@ -102,16 +104,18 @@ export interface Deployment {
  * `streamTemplates`: directories whose templates the deployment uses instead of the built-in ones
  * (copied into `<data-dir>/streams/`, where both provisioning and the gateway find them).
  */
-export async function startDeployment(opts: { tenants?: string[]; gateway?: Partial<GatewayConfig>; streamTemplates?: string[] } = {}): Promise<Deployment> {
+export async function startDeployment(opts: { tenants?: string[]; gateway?: Partial<GatewayConfig>; streamTemplates?: string[]; platformStreamTemplates?: string[] } = {}): Promise<Deployment> {
   const layout = new DataLayout(tempDir("ntg-gw-"));
   await initDataDir(layout, { natsPort: -1 });
-  if (opts.streamTemplates) {
-    const own = dataDirTemplatesDir(layout.dir);
-    await fs.mkdir(own, { recursive: true });
-    for (const dir of opts.streamTemplates) {
-      for (const name of (await fs.readdir(dir)).filter((n) => n.endsWith(".json"))) await fs.copyFile(path.join(dir, name), path.join(own, name));
+  const copyTemplates = async (dirs: string[], into: string): Promise<void> => {
+    await fs.mkdir(into, { recursive: true });
+    for (const dir of dirs) {
+      for (const name of (await fs.readdir(dir)).filter((n) => n.endsWith(".json"))) await fs.copyFile(path.join(dir, name), path.join(into, name));
     }
-  }
+  };
+  // With platform templates of its own, the data dir needs its tenant templates there too.
+  if (opts.streamTemplates || opts.platformStreamTemplates) await copyTemplates(opts.streamTemplates ?? [BUILTIN_TEMPLATES_DIR], dataDirTemplatesDir(layout.dir));
+  if (opts.platformStreamTemplates) await copyTemplates(opts.platformStreamTemplates, path.join(dataDirTemplatesDir(layout.dir), "platform"));
   const nats = await startNatsServer(new NatsFiles(layout).serverConfig);
   const cp = await ControlPlane.open({ dataDir: layout.dir, servers: [nats.url], pollMs: 100 });
   const tenants = new TenantService(cp, tenantStreamProvisioner);
@@ -146,11 +150,12 @@ export async function startDeployment(opts: { tenants?: string[]; gateway?: Part
       }
       return p;
     },
-    admin: () => {
-      let p = issued.get("admin");
+    admin: () => deployment.platformIdentity("admin"),
+    platformIdentity: (name) => {
+      let p = issued.get(`platform/${name}`);
       if (!p) {
-        p = issuePlatformIdentityFiles(layout, "admin").then((r) => readTls(r.files));
-        issued.set("admin", p);
+        p = issuePlatformIdentityFiles(layout, name).then((r) => readTls(r.files));
+        issued.set(`platform/${name}`, p);
       }
       return p;
     },

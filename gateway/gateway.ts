@@ -4,6 +4,7 @@
  * connection), the sessions, and the lame-duck shutdown.
  */
 import { randomBytes } from "node:crypto";
+import { unwatchFile, watchFile } from "node:fs";
 import type tls from "node:tls";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
@@ -52,6 +53,9 @@ const AUTH_RETRIES = 4;
 const AUTH_RETRY_MS = 250;
 /** How long after a tenant's resume NATS refusing its users is taken as the account still on its way. */
 const RESUME_WINDOW_MS = 10_000;
+
+/** How often the server certificate's files are looked at for a change. */
+const TLS_RELOAD_POLL_MS = 2000;
 
 /** What the gateway tells clients in INFO, mirroring the upstream server where clients care. */
 interface UpstreamFacts {
@@ -120,6 +124,11 @@ export class Gateway {
   private leaf: LeafGateway | undefined;
   private telemetry: GatewayTelemetry = NO_TELEMETRY;
   private readonly sessionFacts = new WeakMap<ClientSession, SessionFacts>();
+  /** Each session's client socket, to admit its certificate again when the trust behind it changes. */
+  private readonly sessionSockets = new WeakMap<ClientSession, tls.TLSSocket>();
+  /** The server certificate served to new connections; reloaded when its files change. */
+  private tlsContext: tls.SecureContext;
+  private readonly tlsFiles: string[];
 
   private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores; platformStreams: PlatformStreams }) {
     this.config = parts.config;
@@ -142,14 +151,16 @@ export class Gateway {
     this.rates = new TenantRates({ dataDir: parts.config.data_dir, planOf: (slug) => this.directory.get(slug)?.record.plan, log: parts.log, pollMs: Math.max(1000, parts.config.registry_poll_ms) });
     this.facts = factsOf(parts.control);
     const { host, port } = parseListen(parts.config.listen);
-    const context = parts.tlsContext;
+    this.tlsContext = parts.tlsContext;
+    const layout = new DataLayout(parts.config.data_dir);
+    this.tlsFiles = [layout.gatewayChain, layout.gatewayKey];
     this.listener = new GatewayListener({
       host,
       port,
       tlsFirst: parts.config.tls_first,
       tlsFirstDelayMs: parts.config.tls_first_delay_ms,
       handshakeTimeoutMs: parts.config.handshake_timeout_ms,
-      secureContext: () => context,
+      secureContext: () => this.tlsContext,
       info: (client) => `INFO ${JSON.stringify(this.info(client))}\r\n`,
       onSecureClient: (socket, meta) =>
         void this.admit(socket, meta).catch((err: unknown) => {
@@ -181,7 +192,44 @@ export class Gateway {
       else this.rates.tenantChanged(event.slug);
       if (event.kind === "removed" || event.status === "suspended") this.closeTenantSessions(event.slug, event.kind === "removed" ? "deleted" : "suspended");
       else if (event.status === "active") this.releaseHeld(event.slug);
+      if (event.revoked || event.overlapEnded) this.readmit(event.slug);
     });
+    // Platform identities: a platform certificate revoked, or the platform CA's overlap over.
+    this.directory.onPlatformChange(() => this.readmit(undefined));
+    for (const file of this.tlsFiles) watchFile(file, { interval: TLS_RELOAD_POLL_MS }, () => void this.reloadTls());
+  }
+
+  /**
+   * A certificate revoked or a CA's overlap ended: the sessions of that tenant (undefined: the
+   * platform's) whose certificate is no longer admitted end now, with the code that refuses it.
+   * NATS cuts a revoked certificate's sessions too (its user is revoked in the account); this is
+   * every replica's own check, and the only one for sessions opened before a CA rotation.
+   */
+  private readmit(slug: string | undefined): void {
+    for (const s of this.sessions) {
+      const socket = this.sessionSockets.get(s);
+      if (s.slug !== slug || !socket) continue;
+      try {
+        this.resolveIdentity(socket);
+      } catch (err) {
+        if (!(err instanceof IdentityError)) continue;
+        this.log.info({ event: "session_readmitted", session: s.id, tenant: slug, code: err.code, reason: err.message }, "the session's certificate is no longer admitted; ending it");
+        s.close(err.code, AUTHORIZATION_VIOLATION);
+      }
+    }
+  }
+
+  /**
+   * The gateway's server certificate re-issued (`pki gateway-cert`, a platform CA rotation, a
+   * renewed Kubernetes secret): new connections get it at once; a broken pair keeps the old one.
+   */
+  private async reloadTls(): Promise<void> {
+    try {
+      this.tlsContext = (await loadGatewayTls(new DataLayout(this.config.data_dir))).context;
+      this.log.info({ event: "tls_reloaded" }, "the gateway's server certificate was reloaded");
+    } catch (err) {
+      this.log.error({ event: "tls_reload_failed", error: errorMessage(err) }, "the gateway's server certificate could not be reloaded; the previous one is still served");
+    }
   }
 
   static async start(config: GatewayConfig, log: Logger): Promise<Gateway> {
@@ -494,6 +542,7 @@ export class Gateway {
         },
       });
       this.sessions.add(session);
+      this.sessionSockets.set(session, socket);
       this.stats.sessions = this.sessions.size;
       this.sessionFacts.set(session, { ...sessionFactsOf(resolved), remote, nats: upstream.server.url, tls_first: meta.tlsFirst, started_at: new Date().toISOString() });
       const legacy = resolved.kind === "edge" && resolved.legacy === true;
@@ -684,6 +733,7 @@ export class Gateway {
     await this.closeSpread(Date.now() + graceMs, Date.now() + drainMs);
     this.reachability.close();
     this.rates.close();
+    for (const file of this.tlsFiles) unwatchFile(file);
     this.directory.close();
     await this.auditConnection.drain().catch(() => undefined);
     await this.cp.close();

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const dist = path.join(root, "dist");
-const ASSETS = ["accounts/plans.json", "streams/templates", "onboarding/templates"];
+const ASSETS = ["accounts/plans.json", "streams/templates", "streams/platform", "onboarding/templates"];
 
 rmSync(dist, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc");

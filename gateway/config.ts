@@ -33,6 +33,8 @@ export interface GatewayConfig {
   tls_first: TlsFirstMode;
   tls_first_delay_ms: number;
   handshake_timeout_ms: number;
+  /** TLS handshakes in progress at once; more connections wait their turn, unread (a reconnect storm). */
+  handshake_concurrency: number;
   /** A client that cannot take its messages for this long is cut (a slow consumer). */
   slow_consumer_ms: number;
   /**
@@ -53,6 +55,11 @@ export interface GatewayConfig {
    * to each other). At most a quarter of the drain; the closes are then spread over the rest of it.
    */
   lame_duck_grace_ms: number;
+  /**
+   * When the sessions fall to a quarter of a peak of at least 100 and none has opened for this
+   * long, one full garbage collection gives the crowd's heap back (V8 keeps it otherwise); 0: never.
+   */
+  memory_relief_ms: number;
   /** Start-up: how long to keep retrying an unreachable NATS (with backoff) before giving up; 0 = until it answers. */
   nats_wait_ms: number;
   log_level: string;
@@ -90,10 +97,12 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   tls_first: "auto",
   tls_first_delay_ms: 50,
   handshake_timeout_ms: 5000,
+  handshake_concurrency: 100,
   slow_consumer_ms: 10_000,
   slow_consumer_drop_ms: 1000,
   drain_timeout_ms: 20_000,
   lame_duck_grace_ms: 5000,
+  memory_relief_ms: 10_000,
   nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,
@@ -121,10 +130,12 @@ const schema = {
     tls_first: { enum: ["auto", "always", "never"] },
     tls_first_delay_ms: { type: "integer", minimum: 0, maximum: 10000 },
     handshake_timeout_ms: { type: "integer", minimum: 100, maximum: 120000 },
+    handshake_concurrency: { type: "integer", minimum: 1, maximum: 100000 },
     slow_consumer_ms: { type: "integer", minimum: 100, maximum: 600000 },
     slow_consumer_drop_ms: { type: "integer", minimum: 0, maximum: 600000 },
     drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
     lame_duck_grace_ms: { type: "integer", minimum: 0, maximum: 600000 },
+    memory_relief_ms: { type: "integer", minimum: 0, maximum: 3600000 },
     nats_wait_ms: { type: "integer", minimum: 0, maximum: 86400000 },
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },

@@ -36,6 +36,7 @@ import { loadGatewayTls, peerCertificates } from "./tls.ts";
 import { isAuthorizationRefusal, openUpstream, parseServerUrl, pickConnectOptions, UpstreamReachability, UpstreamRefused, type ClientConnectOptions, type OpenedUpstream, type UpstreamServer } from "./upstream.ts";
 import { HeldSession, RecentRefusals } from "./held-session.ts";
 import { TenantRates } from "./rate-limits.ts";
+import { MemoryRelief } from "./memory-relief.ts";
 import { LeafGateway } from "./leaf-gateway.ts";
 import { NO_TELEMETRY, type GatewayReadiness, type GatewayTelemetry, type SessionFacts, type SessionSummary } from "./telemetry.ts";
 
@@ -51,6 +52,8 @@ const NATS_OUTAGE_HOLD_MS = 30_000;
 /** NATS refused a certificate refused a moment ago: asked again after 250, 500, 1000, 2000 ms. */
 const AUTH_RETRIES = 4;
 const AUTH_RETRY_MS = 250;
+/** How often held connections' tenants are checked, besides the registry's change events. */
+const HELD_CHECK_MS = 5000;
 /** How long after a tenant's resume NATS refusing its users is taken as the account still on its way. */
 const RESUME_WINDOW_MS = 10_000;
 
@@ -113,10 +116,13 @@ export class Gateway {
   /** Connections of suspended tenants, held until the tenant is resumed (see HeldSession). */
   private readonly held = new Set<HeldSession>();
   private readonly refusedCertificates = new RecentRefusals({ ttlMs: 15 * 60_000, max: 100_000 });
+  private heldCheck: NodeJS.Timeout | undefined;
   /** When each tenant last became active again (NATS may refuse its users for a moment after). */
   private readonly resumedAt = new Map<string, number>();
   /** The plans' publish rate limits, one bucket per tenant for all its sessions here. */
   private readonly rates: TenantRates;
+  /** A full collection once a crowd of clients has left (see MemoryRelief). */
+  private readonly relief: MemoryRelief | undefined;
   private lameDuck = false;
   private address: { host: string; port: number } | undefined;
   readonly stats: GatewayStats = { sessions: 0, accepted: 0, refused: 0, held: 0, legacy: 0 };
@@ -148,6 +154,7 @@ export class Gateway {
     this.serverId = `GW${randomBytes(10).toString("hex").toUpperCase()}`;
     this.servers = parts.config.nats.map(parseServerUrl);
     this.reachability = new UpstreamReachability(this.servers, { probeIntervalMs: 250, probeTimeoutMs: 1000, onChange: (up) => this.reachabilityChanged(up) });
+    this.relief = parts.config.memory_relief_ms > 0 ? new MemoryRelief({ minPeak: 100, leftFraction: 0.25, quietMs: parts.config.memory_relief_ms, log: parts.log }) : undefined;
     this.rates = new TenantRates({ dataDir: parts.config.data_dir, planOf: (slug) => this.directory.get(slug)?.record.plan, log: parts.log, pollMs: Math.max(1000, parts.config.registry_poll_ms) });
     this.facts = factsOf(parts.control);
     const { host, port } = parseListen(parts.config.listen);
@@ -160,6 +167,7 @@ export class Gateway {
       tlsFirst: parts.config.tls_first,
       tlsFirstDelayMs: parts.config.tls_first_delay_ms,
       handshakeTimeoutMs: parts.config.handshake_timeout_ms,
+      maxConcurrentHandshakes: parts.config.handshake_concurrency,
       secureContext: () => this.tlsContext,
       info: (client) => `INFO ${JSON.stringify(this.info(client))}\r\n`,
       onSecureClient: (socket, meta) =>
@@ -539,11 +547,13 @@ export class Gateway {
           if (facts) this.telemetry.sessionClosed({ id: s.id, ...facts, counters: s.counters, pid: process.pid }, reason);
           // NATS gone under this session: is any server still there? (One probe for many sessions.)
           if (reason === UPSTREAM_CLOSED) void this.reachability.check();
+          this.relief?.closed(this.sessions.size);
         },
       });
       this.sessions.add(session);
       this.sessionSockets.set(session, socket);
       this.stats.sessions = this.sessions.size;
+      this.relief?.opened(this.sessions.size);
       this.sessionFacts.set(session, { ...sessionFactsOf(resolved), remote, nats: upstream.server.url, tls_first: meta.tlsFirst, started_at: new Date().toISOString() });
       const legacy = resolved.kind === "edge" && resolved.legacy === true;
       this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst, handshake_ms: Date.now() - meta.acceptedAt, ...(legacy ? { legacy } : {}) });
@@ -606,7 +616,8 @@ export class Gateway {
     } catch {
       slug = undefined;
     }
-    if (!slug || this.lameDuck) {
+    // Resumed (or deleted) while its CONNECT was awaited: closed without a word, it reconnects and is admitted anew.
+    if (!slug || this.lameDuck || this.directory.get(slug)?.record.status !== "suspended") {
       this.audit(false, { ...refusal, remote });
       return slug ? dismiss(socket) : this.reject(socket, AUTHORIZATION_VIOLATION);
     }
@@ -626,6 +637,7 @@ export class Gateway {
     });
     this.held.add(held);
     this.stats.held = this.held.size;
+    this.watchHeld();
     // Refused a session all the same (the log and the counters say so), and held.
     this.audit(false, { ...refusal, remote, held: true });
     if (connect.connect.verbose === true) socket.write("+OK\r\n");
@@ -647,6 +659,26 @@ export class Gateway {
     const errText = why === "deleted" ? AUTHORIZATION_VIOLATION : USER_REVOKED;
     for (const s of this.sessions) if (s.slug === slug) s.close(`tenant ${why}`, errText);
     if (why === "deleted") for (const h of this.held) if (h.slug === slug) h.close("tenant deleted", AUTHORIZATION_VIOLATION);
+  }
+
+  /**
+   * While connections are held, their tenants' status is also checked every HELD_CHECK_MS: a
+   * registry change this gateway missed must not keep a resumed tenant's sites away.
+   */
+  private watchHeld(): void {
+    if (this.heldCheck) return;
+    this.heldCheck = setInterval(() => {
+      for (const slug of new Set([...this.held].map((h) => h.slug))) {
+        const status = this.directory.get(slug)?.record.status;
+        if (status === undefined) this.closeTenantSessions(slug, "deleted");
+        else if (status !== "suspended") this.releaseHeld(slug);
+      }
+      if (this.held.size === 0) {
+        clearInterval(this.heldCheck);
+        this.heldCheck = undefined;
+      }
+    }, HELD_CHECK_MS);
+    this.heldCheck.unref();
   }
 
   /** A tenant active again: its held connections are released, to reconnect into real sessions. */
@@ -733,6 +765,8 @@ export class Gateway {
     await this.closeSpread(Date.now() + graceMs, Date.now() + drainMs);
     this.reachability.close();
     this.rates.close();
+    this.relief?.close();
+    if (this.heldCheck) clearInterval(this.heldCheck);
     for (const file of this.tlsFiles) unwatchFile(file);
     this.directory.close();
     await this.auditConnection.drain().catch(() => undefined);

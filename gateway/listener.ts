@@ -17,6 +17,13 @@ export interface ListenerOptions {
   /** In auto mode, how long to wait for a TLS ClientHello before sending INFO. */
   tlsFirstDelayMs: number;
   handshakeTimeoutMs: number;
+  /**
+   * TLS handshakes in progress at once; further connections wait, unread, and their
+   * `handshakeTimeoutMs` starts when their turn comes. In a reconnect storm every handshake would
+   * otherwise share the CPU with all the others, all would finish late together, and many would
+   * time out and be tried again from scratch.
+   */
+  maxConcurrentHandshakes?: number;
   secureContext: () => tls.SecureContext;
   /** The INFO line for a new client that starts with INFO (plain text, before TLS). */
   info: (client: { id: number; remoteAddress: string }) => string;
@@ -59,6 +66,9 @@ export class GatewayListener {
   private nextId = 1;
   private readonly pending = new Set<net.Socket>();
   private closing = false;
+  private handshaking = 0;
+  /** Connections waiting for a handshake slot, first come first served. */
+  private readonly waiting: Array<{ socket: net.Socket; meta: ClientMeta }> = [];
 
   constructor(opts: ListenerOptions) {
     this.opts = opts;
@@ -84,6 +94,7 @@ export class GatewayListener {
    */
   close(): Promise<void> {
     this.closing = true;
+    for (const { socket } of this.waiting.splice(0)) socket.destroy();
     for (const socket of this.pending) socket.destroy();
     if (this.server.listening) this.server.close();
     return Promise.resolve();
@@ -112,11 +123,32 @@ export class GatewayListener {
       if (!this.closing) this.opts.onRefused(meta, verdict.code, verdict.reason);
       return;
     }
-    this.startHandshake(socket, meta);
+    const max = this.opts.maxConcurrentHandshakes ?? Infinity;
+    if (this.handshaking < max) return this.startHandshake(socket, meta);
+    const entry = { socket, meta };
+    this.waiting.push(entry);
+    socket.once("close", () => {
+      const i = this.waiting.indexOf(entry);
+      if (i < 0) return;
+      this.waiting.splice(i, 1);
+      meta.probe = socket.bytesRead === 0;
+      if (!this.closing) this.opts.onRefused(meta, "client_closed", "the client closed the connection while waiting for its TLS handshake");
+    });
+  }
+
+  /** A handshake slot came free: the connection that waited longest gets it. */
+  private nextHandshake(): void {
+    this.handshaking--;
+    const max = this.opts.maxConcurrentHandshakes ?? Infinity;
+    while (this.handshaking < max && this.waiting.length > 0) {
+      const { socket, meta } = this.waiting.shift()!;
+      if (!socket.destroyed) this.startHandshake(socket, meta);
+    }
   }
 
   private startHandshake(socket: net.Socket, meta: ClientMeta): void {
     this.pending.add(socket);
+    this.handshaking++;
     let decided = false;
     const deadline = setTimeout(() => {
       outcome.refuse("handshake_timeout", `no TLS handshake within ${this.opts.handshakeTimeoutMs} ms`);
@@ -129,12 +161,15 @@ export class GatewayListener {
         if (decided) return;
         decided = true;
         clearTimeout(deadline);
+        this.nextHandshake();
         if (!this.closing) this.opts.onRefused(meta, code, reason);
       },
       admitted: () => {
+        if (decided) return;
         decided = true;
         clearTimeout(deadline);
         this.pending.delete(socket);
+        this.nextHandshake();
       },
     };
     // A connection closed before TLS (a load balancer's health check, a port scan) is reported

@@ -1,0 +1,117 @@
+/**
+ * Per-tenant publish rate limits from the plans (`rate_limits`: messages/s, bytes/s), enforced by
+ * the gateway for all of a tenant's sessions together by not reading their clients while the tenant
+ * is over its rate: every message arrives, at the plan's pace, and nothing is dropped.
+ */
+import { promises as fs } from "node:fs";
+import test from "ava";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { parsePlanFile, plansFilePath, type PlanFile } from "../accounts/plans.ts";
+import { RateBucket } from "../gateway/rate-limits.ts";
+import { startDeployment, type Deployment } from "./helpers/gateway-fixture.ts";
+import { within } from "./helpers/raw-client.ts";
+
+const MESSAGES_PER_SECOND = 1000;
+const BYTES_PER_SECOND = 128 * 1024;
+
+let dep: Deployment;
+
+test.before(async () => {
+  dep = await startDeployment({ tenants: ["acme-corp"] });
+  const file = plansFilePath(dep.layout.dir);
+  const plans = parsePlanFile(await fs.readFile(file, "utf8"), file);
+  const pro = plans.plans.pro!;
+  plans.plans["metered-messages"] = { ...pro, rate_limits: { messages_per_second: MESSAGES_PER_SECOND, bytes_per_second: -1 } };
+  plans.plans["metered-bytes"] = { ...pro, rate_limits: { messages_per_second: -1, bytes_per_second: BYTES_PER_SECOND } };
+  const before = dep.logs.lines.length;
+  await fs.writeFile(file, JSON.stringify(plans, null, 2));
+  // The gateway picks up the edited plans file by itself.
+  await dep.logs.waitFor((l) => l.event === "rate_limits_loaded" && dep.logs.lines.indexOf(l) >= before && (l.plans as Array<{ plan: string }>).some((p) => p.plan === "metered-bytes"));
+  await dep.tenants.create("counted-co", { plan: "metered-messages" });
+  await dep.tenants.create("weighed-co", { plan: "metered-bytes" });
+});
+
+test.after.always(async () => {
+  await dep?.stop();
+});
+
+/** Two sessions of `slug` publish `perClient` messages each as fast as they can; a direct subscriber times their arrival. */
+async function publishThroughGateway(slug: string, perClient: number, payloadBytes: number): Promise<{ received: number; spanMs: number }> {
+  const watcher = await dep.direct(slug);
+  const total = 2 * perClient;
+  let received = 0;
+  let first = 0;
+  let last = 0;
+  let allIn: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (allIn = resolve));
+  watcher.subscribe(`${slug}.events.metered.>`, {
+    callback: () => {
+      last = Date.now();
+      if (received++ === 0) first = last;
+      if (received === total) allIn();
+    },
+  });
+  await watcher.flush();
+  const publishers: NatsConnection[] = [await dep.v3(await dep.edge(slug, "pub-1")), await dep.v3(await dep.edge(slug, "pub-2"))];
+  const payload = new Uint8Array(payloadBytes);
+  await Promise.all(
+    publishers.map(async (nc, k) => {
+      for (let i = 0; i < perClient; i++) nc.publish(`events.metered.${k}`, payload);
+      await nc.flush();
+    }),
+  );
+  await within(done, 30_000, `${total} messages of ${slug}`);
+  await Promise.all([...publishers, watcher].map((nc) => nc.close()));
+  return { received, spanMs: last - first };
+}
+
+/**
+ * The pace a limit allows for `total` units: a second's worth (the bucket's burst) at once, then the
+ * rate. A session reads a whole socket read before it is paused, so up to another second's worth
+ * may pass early (the lower bound); pacing must not slow it much beyond the rate either.
+ */
+function paced(t: { true(v: boolean, m: string): void }, total: number, perSecond: number, spanMs: number): void {
+  const ideal = ((total - perSecond) / perSecond) * 1000;
+  t.true(spanMs >= ((total - 2 * perSecond) / perSecond) * 1000, `${total} units took only ${spanMs} ms (the rate allows them in ${ideal} ms)`);
+  t.true(spanMs <= ideal * 1.5 + 1000, `${total} units took ${spanMs} ms (the rate allows them in ${ideal} ms)`);
+}
+
+test.serial(`messages/s: two sessions of a tenant limited to ${MESSAGES_PER_SECOND}/s publish 4000 messages; all arrive, at the plan's pace`, async (t) => {
+  const { received, spanMs } = await publishThroughGateway("counted-co", 2000, 16);
+  t.log(`${received} messages over ${spanMs} ms: ${((received / spanMs) * 1000).toFixed(0)}/s`);
+  t.is(received, 4000);
+  paced(t, received, MESSAGES_PER_SECOND, spanMs);
+});
+
+test.serial(`bytes/s: two sessions of a tenant limited to ${BYTES_PER_SECOND / 1024} KiB/s publish 512 KiB; all arrive, at the plan's pace`, async (t) => {
+  const { received, spanMs } = await publishThroughGateway("weighed-co", 256, 1024);
+  t.log(`${received} KiB over ${spanMs} ms: ${((received / spanMs) * 1000).toFixed(0)} KiB/s`);
+  t.is(received, 512);
+  paced(t, received * 1024, BYTES_PER_SECOND, spanMs);
+});
+
+test.serial("another tenant on an unlimited plan is not paced", async (t) => {
+  const { received, spanMs } = await publishThroughGateway("acme-corp", 2000, 16);
+  t.log(`${received} messages over ${spanMs} ms`);
+  t.is(received, 4000);
+  t.true(spanMs < 1000, `4000 messages took ${spanMs} ms`);
+});
+
+test("the rate bucket: a second's burst at once, then the rate; the debt of one read is paid back by waiting", (t) => {
+  const limits = { messages_per_second: 100, bytes_per_second: 1000 };
+  const bucket = new RateBucket(limits, 0);
+  t.is(bucket.charge(100, 500, 0), 0, "a second's worth of messages passes at once");
+  t.is(bucket.charge(10, 0, 0), 100, "10 messages over: 100 ms to wait");
+  t.is(bucket.charge(0, 0, 100), 0, "after 100 ms the debt is paid");
+  t.is(bucket.charge(0, 1500, 100), 900, "900 bytes over the 600 left (500, and 100 ms of refill): 0.9 s");
+  t.is(bucket.charge(0, 0, 60_000), 0);
+  t.is(bucket.charge(0, 0, 60_000), 0, "never more than a second's worth saved up");
+  t.is(bucket.charge(0, 1001, 60_000), 1, "a second's worth and one byte: 1 ms");
+  const unlimited = new RateBucket({ messages_per_second: -1, bytes_per_second: -1 }, 0);
+  t.is(unlimited.charge(1e9, 1e12, 0), 0);
+});
+
+test("a plans file with a rate limit of 0 is refused: suspend the tenant instead", (t) => {
+  const bad: PlanFile = { plans: { stopped: { connections: 1, subscriptions: 1, max_payload: 1, jetstream: { memory: 1, disk: 1, streams: 1, consumers: 1 }, rate_limits: { messages_per_second: 0, bytes_per_second: -1 } } } };
+  t.throws(() => parsePlanFile(JSON.stringify(bad), "plans.json"), { message: /rate_limits/ });
+});

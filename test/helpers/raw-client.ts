@@ -47,8 +47,6 @@ export class RawClient {
     );
   }
 
-  readonly mode: HandshakeMode = "TLS-first";
-
   static async open(port: number, creds: ClientTls, mode: HandshakeMode = "TLS-first"): Promise<RawClient> {
     const tcp = net.connect({ host: "127.0.0.1", port });
     tcp.on("error", () => undefined);
@@ -61,9 +59,7 @@ export class RawClient {
     }
     const socket = tls.connect({ socket: tcp, host: "127.0.0.1", ...creds });
     await once(socket, "secureConnect");
-    const client = new RawClient(socket, tcp, info);
-    (client as { mode: HandshakeMode }).mode = mode;
-    return client;
+    return new RawClient(socket, tcp, info);
   }
 
   /** What the gateway sent from offset `from` on (up to `to`). */
@@ -105,9 +101,9 @@ export class RawClient {
 
   /**
    * CONNECT and PING, answered by PONG once the gateway has opened the session upstream — as the
-   * first line after the INFO, what Go, C, Java and Python clients require. A client that got its
-   * INFO before TLS then gets an INFO update with its tenant's max_payload, right after the PONG.
-   * Returns the max_payload the client knows and the offset after the handshake.
+   * first line after the INFO, what Go, C, Java and Python clients require — then an INFO update
+   * with the session's max_payload (its tenant's plan). Returns that max_payload and the offset
+   * after the handshake.
    */
   async handshake(options: { bytewise?: boolean; extra?: string } = {}): Promise<{ maxPayload: number; end: number }> {
     const first = await this.waitFor(/^INFO (\{.*?\})\r\n/);
@@ -116,7 +112,7 @@ export class RawClient {
     else await this.write(connect);
     const pong = await this.waitFor(/PONG\r\n/, first.end);
     if (this.received(first.end, pong.end).includes("INFO ")) throw new Error(`an INFO came before the first PONG: ${JSON.stringify(this.received(first.end, pong.end))}`);
-    if (this.mode === "TLS-first") return { maxPayload: (JSON.parse(first.match[1]!) as { max_payload: number }).max_payload, end: pong.end };
+    // Right after the first PONG an INFO update, as nats-server 2.12+ sends one (and nats.go waits for it).
     const update = await this.waitFor(/^INFO (\{.*?\})\r\n/, pong.end);
     return { maxPayload: (JSON.parse(update.match[1]!) as { max_payload: number }).max_payload, end: update.end };
   }

@@ -135,6 +135,9 @@ export class Gateway {
   /** The server certificate served to new connections; reloaded when its files change. */
   private tlsContext: tls.SecureContext;
   private readonly tlsFiles: string[];
+  private tlsGeneration = 0;
+  /** This gateway's own watcher: unwatching a file without it would stop every gateway's in the process. */
+  private readonly onTlsFileChange = (): void => void this.reloadTls();
 
   private constructor(parts: { config: GatewayConfig; log: Logger; cp: ControlPlane; directory: TenantDirectory; tlsContext: tls.SecureContext; control: NatsConnection; upstreamCa: string | undefined; auditConnection: NatsConnection; stores: TenantStores; platformStreams: PlatformStreams }) {
     this.config = parts.config;
@@ -204,7 +207,7 @@ export class Gateway {
     });
     // Platform identities: a platform certificate revoked, or the platform CA's overlap over.
     this.directory.onPlatformChange(() => this.readmit(undefined));
-    for (const file of this.tlsFiles) watchFile(file, { interval: TLS_RELOAD_POLL_MS }, () => void this.reloadTls());
+    for (const file of this.tlsFiles) watchFile(file, { interval: TLS_RELOAD_POLL_MS }, this.onTlsFileChange);
   }
 
   /**
@@ -232,10 +235,16 @@ export class Gateway {
    * renewed Kubernetes secret): new connections get it at once; a broken pair keeps the old one.
    */
   private async reloadTls(): Promise<void> {
+    // The key and the chain change one after the other; reloads run concurrently and only the
+    // latest one started is applied, so an earlier, slower read never brings back an older pair.
+    const generation = ++this.tlsGeneration;
     try {
-      this.tlsContext = (await loadGatewayTls(new DataLayout(this.config.data_dir))).context;
+      const { context } = await loadGatewayTls(new DataLayout(this.config.data_dir));
+      if (generation !== this.tlsGeneration) return;
+      this.tlsContext = context;
       this.log.info({ event: "tls_reloaded" }, "the gateway's server certificate was reloaded");
     } catch (err) {
+      if (generation !== this.tlsGeneration) return;
       this.log.error({ event: "tls_reload_failed", error: errorMessage(err) }, "the gateway's server certificate could not be reloaded; the previous one is still served");
     }
   }
@@ -767,7 +776,7 @@ export class Gateway {
     this.rates.close();
     this.relief?.close();
     if (this.heldCheck) clearInterval(this.heldCheck);
-    for (const file of this.tlsFiles) unwatchFile(file);
+    for (const file of this.tlsFiles) unwatchFile(file, this.onTlsFileChange);
     this.directory.close();
     await this.auditConnection.drain().catch(() => undefined);
     await this.cp.close();

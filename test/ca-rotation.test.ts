@@ -198,12 +198,13 @@ test.serial("the gateway's server certificate is re-issued with new hostnames wi
   t.true(chain[0]!.verify(chain[1]!.publicKey) && chain[1]!.verify(chain[2]!.publicKey));
   // The running gateway serves it to new connections without a restart (it looks at the files every 2 s).
   const logs = dep.replicas[0]!.logs;
-  let served = await servedCertificate(dep.replicas[0]!.url);
-  while (!/DNS:gw2\.example\.com/.test(served.subjectaltname ?? "")) {
+  for (;;) {
     const seen = logs.lines.length;
+    const served = await servedCertificate(dep.replicas[0]!.url);
+    if (/DNS:gw2\.example\.com/.test(served.subjectaltname ?? "")) break;
     await logs.waitFor((l) => l.event === "tls_reloaded" && logs.lines.indexOf(l) >= seen);
-    served = await servedCertificate(dep.replicas[0]!.url);
   }
+  const served = await servedCertificate(dep.replicas[0]!.url);
   t.regex(served.subjectaltname ?? "", /DNS:gw\.example\.com, DNS:gw2\.example\.com/);
 });
 

@@ -90,7 +90,7 @@ test.serial("a platform identity that is not allowed to cross tenants: platform_
   t.is(await refusedCode(t, tls, "core.platform.serviceradar"), "platform_identity_not_allowed");
 });
 
-test.serial("a suspended tenant: its live session is cut, new ones refused (tenant_suspended); resume lets it back", async (t) => {
+test.serial("a suspended tenant: its live session is cut, new ones held and refused (tenant_suspended); resume releases them and lets it back", async (t) => {
   const tls = await dep.edge("initech");
   const live = await dep.v3(tls);
   const closed = live.closed();
@@ -100,7 +100,13 @@ test.serial("a suspended tenant: its live session is cut, new ones refused (tena
   await dep.tenants.suspend("initech");
   await closed;
   await dep.logs.waitFor((l) => l.event === "tenant_changed" && l.tenant === "initech" && l.status === "suspended" && dep.logs.lines.indexOf(l) >= before);
-  t.is(await refusedCode(t, tls, "agent-001.partition-1.initech.serviceradar"), "tenant_suspended");
+  // A new connection is held, not admitted (stock clients refused twice give up for good): it
+  // connects, every publish is refused, and the log says why.
+  const held = await dep.v3(tls);
+  const refused = await dep.logs.waitFor((l) => l.event === "connection_refused" && l.cn === "agent-001.partition-1.initech.serviceradar" && dep.logs.lines.indexOf(l) >= before);
+  t.like(refused, { code: "tenant_suspended", held: true });
+  await t.throwsAsync(held.request("events.held", "anyone?", { timeout: 5000 }), { message: /permissions violation/i });
+  const released = held.closed();
   // Another tenant's session is untouched.
   const sub = bystander.subscribe("events.bystander", { max: 1 });
   bystander.publish("events.bystander", "still here");
@@ -108,6 +114,8 @@ test.serial("a suspended tenant: its live session is cut, new ones refused (tena
   const beforeResume = dep.logs.lines.length;
   await dep.tenants.resume("initech");
   await dep.logs.waitFor((l) => l.event === "tenant_changed" && l.tenant === "initech" && l.status === "active" && dep.logs.lines.indexOf(l) >= beforeResume);
+  // The held connection is released (it reconnects by itself when it may); a new one is served.
+  await released;
   const back = await dep.v3(tls);
   await back.flush();
   t.truthy(back.info?.server_id);

@@ -10,6 +10,7 @@
 import { createHash, createPrivateKey, generateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from "node:crypto";
 import { promisify } from "node:util";
 import forge from "node-forge";
+import { CodedError } from "../common/coded-error.ts";
 import { CN_SUFFIX, edgeCommonName, platformCommonName, tenantCaCommonName } from "./names.ts";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -22,6 +23,20 @@ export const GATEWAY_SERVER_CN = `tenant-gateway.${CN_SUFFIX}`;
 export const ORGANIZATION = "ServiceRadar";
 export const CA_KEY_BITS = 4096;
 export const LEAF_KEY_BITS = 2048;
+/** RSA sizes a CA key may have (`TENANT_GATEWAY_CA_KEY_BITS`); 4096 unless set. */
+export const CA_KEY_SIZES = [2048, 3072, 4096] as const;
+
+/**
+ * The CA key size: 4096 bits (the architecture brief), or `TENANT_GATEWAY_CA_KEY_BITS` for
+ * throw-away data dirs (development, tests), where a 4096-bit key's ~2 s of CPU per CA dominates.
+ */
+export function caKeyBits(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.TENANT_GATEWAY_CA_KEY_BITS;
+  if (raw === undefined || raw === "") return CA_KEY_BITS;
+  const bits = Number(raw);
+  if (!(CA_KEY_SIZES as readonly number[]).includes(bits)) throw new CodedError("invalid_config", `environment TENANT_GATEWAY_CA_KEY_BITS: must be one of ${CA_KEY_SIZES.join(", ")}, got ${JSON.stringify(raw)}`);
+  return bits;
+}
 export const SPIFFE_TRUST_DOMAIN = "serviceradar.local";
 
 const OID_CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
@@ -141,7 +156,7 @@ export function createRootCa(opts: { validityYears?: number } = {}): Promise<Key
       notAfter: addYears(opts.validityYears ?? 10),
       extensions: caExtensions(undefined),
     },
-    CA_KEY_BITS,
+    caKeyBits(),
     true,
   );
 }
@@ -154,7 +169,7 @@ export function createPlatformCa(root: KeyedCertificate, opts: { validityYears?:
       extensions: caExtensions(0),
       issuer: root,
     },
-    CA_KEY_BITS,
+    caKeyBits(),
   );
 }
 
@@ -166,7 +181,7 @@ export function createTenantCa(root: KeyedCertificate, slug: string, opts: { val
       extensions: caExtensions(0),
       issuer: root,
     },
-    CA_KEY_BITS,
+    caKeyBits(),
   );
 }
 

@@ -185,7 +185,8 @@ test.serial("no acknowledged message is lost when nats-server restarts between p
   }
   await pub.close();
   await dep.nats.restart();
-  const sub = await dep.v3(tls);
+  // The gateway closes new connections before TLS until it sees NATS answer again: wait on the first connect.
+  const sub = await dep.v3(tls, { waitOnFirstConnect: true, reconnectTimeWait: 100, timeout: 20_000 });
   t.teardown(() => sub.close());
   const consumer = await jetstream(sub).consumers.get("events", "durable-check");
   const received: string[] = [];

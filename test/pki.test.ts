@@ -4,7 +4,7 @@ import { promises as fs, statSync } from "node:fs";
 import path from "node:path";
 import test from "ava";
 import { ensureTenantCa, initPki, issueComponentFiles, issuePlatformIdentityFiles, loadPlatformCa, loadTenantCa, trustStoreFromDataDir } from "../pki/authority.ts";
-import { createRootCa, createTenantCa, issueEdgeCertificate, issuePlatformIdentity } from "../pki/certificates.ts";
+import { caKeyBits, createRootCa, createTenantCa, issueEdgeCertificate, issuePlatformIdentity } from "../pki/certificates.ts";
 import { identify, type IdentityErrorCode } from "../pki/identity.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { runCli, runCliJson } from "./helpers/cli.ts";
@@ -69,7 +69,7 @@ test("the tenant CA is a pathlen-0 intermediate with key identifiers", async (t)
   t.regex(text, /Key Usage: critical\s+Certificate Sign, CRL Sign/);
   t.regex(text, /Subject Key Identifier/);
   t.regex(text, /Authority Key Identifier/);
-  t.regex(text, /Public-Key: \(4096 bit\)/);
+  t.regex(text, new RegExp(`Public-Key: \\(${caKeyBits()} bit\\)`));
   t.regex(openssl(["verify", "-CAfile", layout.rootCert, layout.tenantCa("acme-corp").cert]), /: OK/);
   const root = openssl(["x509", "-in", layout.rootCert, "-noout", "-subject"]);
   t.regex(root, /CN = ServiceRadar Root CA/);
@@ -282,4 +282,10 @@ test("cli: a bad option value is a usage error (exit 2)", async (t) => {
   const r = await runCli(["pki", "issue", "--tenant", "acme-corp", "--component", "a", "--partition", "p", "--days", "soon", "--data-dir", dataDir]);
   t.is(r.code, 2);
   t.regex(r.stderr, /--days must be a whole number/);
+});
+
+test("CA keys are 4096-bit RSA unless TENANT_GATEWAY_CA_KEY_BITS names another allowed size", (t) => {
+  t.is(caKeyBits({}), 4096);
+  t.is(caKeyBits({ TENANT_GATEWAY_CA_KEY_BITS: "2048" }), 2048);
+  t.throws(() => caKeyBits({ TENANT_GATEWAY_CA_KEY_BITS: "1024" }), { message: /TENANT_GATEWAY_CA_KEY_BITS: must be one of 2048, 3072, 4096, got "1024"/ });
 });

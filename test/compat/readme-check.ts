@@ -27,8 +27,8 @@ interface ReadmeCommand {
 export function readmeCommands(readme: string): { assignments: string[]; commands: ReadmeCommand[] } {
   const assignments: string[] = [];
   const commands: ReadmeCommand[] = [];
-  for (const block of readme.matchAll(/```(?:sh|bash|shell|console)?\n([\s\S]*?)```/g)) {
-    for (const raw of block[1]!.split("\n")) {
+  for (const block of shellBlocks(readme)) {
+    for (const raw of block.split("\n")) {
       const line = raw.replace(/\s+#.*$/, "").trim();
       if (/^[A-Z_][A-Z0-9_]*=\S+$/.test(line)) assignments.push(line);
       if (!line.startsWith("nats ")) continue;
@@ -37,6 +37,24 @@ export function readmeCommands(readme: string): { assignments: string[]; command
     }
   }
   return { assignments, commands };
+}
+
+/** The bodies of the fenced blocks marked sh, bash, shell or console, or not marked at all (a yaml block's closing fence opens nothing). */
+function shellBlocks(markdown: string): string[] {
+  const blocks: string[] = [];
+  let open: { shell: boolean; lines: string[] } | undefined;
+  for (const line of markdown.split("\n")) {
+    const fence = /^```\s*(\S*)\s*$/.exec(line);
+    if (!fence) {
+      open?.lines.push(line);
+      continue;
+    }
+    if (open) {
+      if (open.shell) blocks.push(open.lines.join("\n"));
+      open = undefined;
+    } else open = { shell: ["", "sh", "bash", "shell", "console"].includes(fence[1]!), lines: [] };
+  }
+  return blocks;
 }
 
 function tail(text: string, max = 300): string {

@@ -111,6 +111,42 @@ test("every tenant-gateway command the docs show names a real subcommand and onl
   t.true(checked > 40, `checked ${checked} commands`);
 });
 
+/**
+ * The README's `tenant-gateway …` usages: its shell blocks and every inline code span (the CLI
+ * tables), with the usage notation (`[--opt X]`, `(--a | --b)`) stripped to words.
+ */
+function readmeCalls(): Array<{ line: number; words: string[] }> {
+  const lines = readFileSync(path.join(PROJECT_ROOT, "README.md"), "utf8").split("\n");
+  const calls: Array<{ line: number; words: string[] }> = [];
+  lines.forEach((text, i) => {
+    const spans = [...text.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    for (const span of spans.length > 0 ? spans : [text]) {
+      for (const words of tenantGatewayCalls(span.replace(/\\\|/g, "/"))) calls.push({ line: i + 1, words: words.map((w) => w.replace(/^[[(]+|[\])]+$/g, "")) });
+    }
+  });
+  return calls;
+}
+
+test("every tenant-gateway command the README shows names a real subcommand and only options it takes", async (t) => {
+  let checked = 0;
+  for (const { line, words } of readmeCalls()) {
+    const subcommands: string[] = [];
+    for (const w of words) {
+      if (!/^[a-z][a-z0-9-]*$/.test(w)) break;
+      const parent = await helpOf(subcommands);
+      if (!new RegExp(`^\\s+${w}\\b`, "m").test(parent.text.split("Commands:")[1] ?? "")) break;
+      subcommands.push(w);
+    }
+    if (subcommands.length === 0) continue; // prose: "tenant-gateway serve" as a name, not a usage
+    const help = (await helpOf(subcommands)).text;
+    for (const option of words.filter((w) => /^--[a-z]/.test(w)).map((w) => w.split("=")[0]!)) {
+      t.true(help.includes(option), `README.md:${line}: tenant-gateway ${subcommands.join(" ")} has no option ${option}`);
+    }
+    checked++;
+  }
+  t.true(checked > 40, `checked ${checked} commands`);
+});
+
 test("relative links between the docs resolve, anchors included", async (t) => {
   const slug = (heading: string): string => heading.trim().toLowerCase().replace(/[`*_]/g, "").replace(/[^\p{L}\p{N}\s-]/gu, "").replace(/\s/g, "-");
   const anchors = new Map<string, Set<string>>();

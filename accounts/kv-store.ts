@@ -28,6 +28,8 @@ import {
 
 export const DEFAULT_REGISTRY_BUCKET = "tenant_gateway_registry";
 const KEY_PREFIX = "tenants.";
+/** A watch that ended by itself is opened again after this. */
+const WATCH_REOPEN_MS = 1000;
 
 interface KvValue {
   record: TenantRecord;
@@ -137,15 +139,45 @@ export class KvTenantStore implements TenantStore {
    */
   async watch(listener: (change: TenantChange) => void): Promise<() => void> {
     const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
-    const iter = await this.kv.watch({ key: `${KEY_PREFIX}>`, include: KvWatchInclude.LastValue });
-    void (async () => {
-      for await (const entry of iter) {
-        if (entry.revision <= from) continue;
-        const slug = entry.key.slice(KEY_PREFIX.length);
-        listener({ slug, kind: entry.operation === "PUT" ? "put" : "delete" });
+    return this.followWatch(`${KEY_PREFIX}>`, from, (entry) => listener({ slug: entry.key.slice(KEY_PREFIX.length), kind: entry.operation === "PUT" ? "put" : "delete" }));
+  }
+
+  /**
+   * A watch that outlives its consumer: should the watch end by itself (its consumer lost for
+   * good in a NATS fault), it is opened again, and then every key's last value is reported —
+   * a change made while it was down must not be missed; a repeat is harmless to a listener that
+   * re-reads the key.
+   */
+  private async followWatch(key: string, skipUpTo: number, onEntry: (entry: { key: string; operation: string; revision: number }) => void): Promise<() => void> {
+    let stopped = false;
+    let iter = await this.kv.watch({ key, include: KvWatchInclude.LastValue });
+    const follow = async (): Promise<void> => {
+      let skip = skipUpTo;
+      for (;;) {
+        try {
+          for await (const entry of iter) if (entry.revision > skip) onEntry(entry);
+        } catch {
+          // ended by an error: opened again below
+        }
+        if (stopped || this.nc.isClosed()) return;
+        skip = 0;
+        for (;;) {
+          await new Promise((r) => setTimeout(r, WATCH_REOPEN_MS).unref());
+          if (stopped || this.nc.isClosed()) return;
+          try {
+            iter = await this.kv.watch({ key, include: KvWatchInclude.LastValue });
+            break;
+          } catch {
+            // NATS still away: try again
+          }
+        }
       }
-    })();
-    return () => iter.stop();
+    };
+    void follow();
+    return () => {
+      stopped = true;
+      iter.stop();
+    };
   }
 
   async getEntry(collection: RegistryCollection, key: string): Promise<RegistryEntry | undefined> {
@@ -186,11 +218,7 @@ export class KvTenantStore implements TenantStore {
   /** As watch(): from the key's last value, skipping what predates the call. */
   async watchEntry(collection: RegistryCollection, key: string, listener: () => void): Promise<() => void> {
     const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
-    const iter = await this.kv.watch({ key: `${collection}.${checkRegistryKey(key)}`, include: KvWatchInclude.LastValue });
-    void (async () => {
-      for await (const entry of iter) if (entry.revision > from) listener();
-    })();
-    return () => iter.stop();
+    return this.followWatch(`${collection}.${checkRegistryKey(key)}`, from, () => listener());
   }
 
   async close(): Promise<void> {

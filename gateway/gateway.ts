@@ -678,6 +678,9 @@ export class Gateway {
     if (this.heldCheck) return;
     this.heldCheck = setInterval(() => {
       for (const slug of new Set([...this.held].map((h) => h.slug))) {
+        // Not the watch's word alone: a resume it missed (a NATS fault under the KV store) must not
+        // keep a tenant's sites away; the refresh this may start reports back through onChange.
+        void this.directory.recheck(slug);
         const status = this.directory.get(slug)?.record.status;
         if (status === undefined) this.closeTenantSessions(slug, "deleted");
         else if (status !== "suspended") this.releaseHeld(slug);

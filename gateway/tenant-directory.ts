@@ -40,6 +40,9 @@ export type PlatformEvent = { revoked?: string[]; overlapEnded?: boolean };
 
 /** The key gateway.ts caches platform users under (no tenant's slug can collide with it). */
 const PLATFORM_USERS = "\u0000platform";
+/** A tenant that could not be read is read again after this, doubling up to the max. */
+const REFRESH_RETRY_MS = 500;
+const REFRESH_RETRY_MAX_MS = 10_000;
 /** setTimeout's longest delay; a later deadline is reached in steps. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -63,6 +66,8 @@ export class TenantDirectory implements TrustStore {
   private readonly store: TenantStore;
   private readonly log: Logger;
   private stopWatches: Array<() => void> = [];
+  private readonly refreshRetries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>();
+  private closed = false;
 
   private constructor(store: TenantStore, root: X509Certificate, platformCas: X509Certificate[], log: Logger) {
     this.store = store;
@@ -147,10 +152,38 @@ export class TenantDirectory implements TrustStore {
       this.scheduleDeadlines(slug);
       const revoked = [...(this.tenants.get(slug)?.revoked.keys() ?? [])].filter((fp) => !before?.revoked.has(fp));
       this.emit({ slug, kind: before ? "changed" : "added", status: record.status, ...(revoked.length > 0 ? { revoked } : {}) });
+      this.refreshRetries.delete(slug);
     } catch (err) {
-      // A tenant that cannot be read keeps its last good state; nothing else is affected.
-      this.log.error({ event: "tenant_refresh_failed", tenant: slug, err: errorMessage(err) }, "could not reload tenant from the store");
+      // A tenant that cannot be read keeps its last good state; nothing else is affected. The
+      // change is not lost: read again, with backoff, until it succeeds (a NATS node restarting
+      // under the KV store, a timeout under load).
+      const attempt = (this.refreshRetries.get(slug)?.attempt ?? 0) + 1;
+      const delay = Math.min(REFRESH_RETRY_MAX_MS, REFRESH_RETRY_MS * 2 ** (attempt - 1));
+      this.log.error({ event: "tenant_refresh_failed", tenant: slug, err: errorMessage(err), retry_in_ms: delay }, "could not reload tenant from the store; retrying");
+      if (this.closed || this.refreshRetries.get(slug)?.timer) return;
+      const timer = setTimeout(() => {
+        this.refreshRetries.set(slug, { attempt });
+        void this.refresh(slug);
+      }, delay);
+      timer.unref();
+      this.refreshRetries.set(slug, { attempt, timer });
     }
+  }
+
+  /**
+   * Reads one tenant's record and refreshes it only when it differs from the one held (status,
+   * CA, revocations, plan…): a cheap check for callers that cannot rely on the watch alone.
+   */
+  async recheck(slug: string): Promise<void> {
+    try {
+      const record = await this.store.get(slug);
+      const held = this.tenants.get(slug)?.record;
+      if (record && held && JSON.stringify(record) === JSON.stringify(held)) return;
+      if (!record && !held) return;
+    } catch {
+      return; // the next check, or the watch, will do
+    }
+    await this.refresh(slug);
   }
 
   /** Re-reads the platform's trust state (called by its watch). */
@@ -251,8 +284,11 @@ export class TenantDirectory implements TrustStore {
   }
 
   close(): void {
+    this.closed = true;
     for (const stop of this.stopWatches) stop();
     this.stopWatches = [];
+    for (const { timer } of this.refreshRetries.values()) if (timer) clearTimeout(timer);
+    this.refreshRetries.clear();
     for (const timer of this.deadlines.values()) clearTimeout(timer);
     this.deadlines.clear();
     this.listeners.clear();

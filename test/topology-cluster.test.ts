@@ -38,7 +38,7 @@ async function everyClientBack(t: ExecutionContext, fault: string, since: number
   await load.until((c) => c.lastAckAt > from, 60_000, `${fault}: acknowledged publishes again`).catch((err: unknown) => {
     // What the gateways saw, to tell why.
     for (const g of topo.gateways) {
-      const notable = (g.run?.lines ?? []).filter((l) => typeof l.time === "number" && l.time >= since && l.event !== "connection_accepted" && l.event !== "session_closed");
+      const notable = (g.run?.lines ?? []).filter((l) => Date.parse(String(l.time)) >= since && l.event !== "connection_accepted" && l.event !== "session_closed");
       t.log(`${g.name}: ${notable.slice(-15).map((l) => JSON.stringify(l)).join("\n")}`);
     }
     throw err;

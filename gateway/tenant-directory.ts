@@ -152,6 +152,8 @@ export class TenantDirectory implements TrustStore {
       this.scheduleDeadlines(slug);
       const revoked = [...(this.tenants.get(slug)?.revoked.keys() ?? [])].filter((fp) => !before?.revoked.has(fp));
       this.emit({ slug, kind: before ? "changed" : "added", status: record.status, ...(revoked.length > 0 ? { revoked } : {}) });
+      const pending = this.refreshRetries.get(slug);
+      if (pending?.timer) clearTimeout(pending.timer);
       this.refreshRetries.delete(slug);
     } catch (err) {
       // A tenant that cannot be read keeps its last good state; nothing else is affected. The

@@ -60,6 +60,12 @@ export interface GatewayConfig {
    * long, one full garbage collection gives the crowd's heap back (V8 keeps it otherwise); 0: never.
    */
   memory_relief_ms: number;
+  /**
+   * Fair share between tenants: when the event loop lags this much (the process is saturated) and
+   * one tenant publishes most of the messages, that tenant's reads are paced down until the lag is
+   * gone, so a flood cannot take the process from its neighbours. 0: off.
+   */
+  fair_share_lag_ms: number;
   /** Start-up: how long to keep retrying an unreachable NATS (with backoff) before giving up; 0 = until it answers. */
   nats_wait_ms: number;
   log_level: string;
@@ -103,6 +109,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   drain_timeout_ms: 20_000,
   lame_duck_grace_ms: 5000,
   memory_relief_ms: 10_000,
+  fair_share_lag_ms: 20,
   nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,
@@ -136,6 +143,7 @@ const schema = {
     drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
     lame_duck_grace_ms: { type: "integer", minimum: 0, maximum: 600000 },
     memory_relief_ms: { type: "integer", minimum: 0, maximum: 3600000 },
+    fair_share_lag_ms: { type: "integer", minimum: 0, maximum: 60000 },
     nats_wait_ms: { type: "integer", minimum: 0, maximum: 86400000 },
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },

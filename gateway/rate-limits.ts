@@ -21,9 +21,13 @@ const MAX_PAUSE_MS = 1000;
  */
 export class RateBucket {
   private limits: PlanRateLimits;
+  /** The fair-share cap on messages/s while the process is saturated (see FairShare); none when undefined. */
+  private fairCap: number | undefined;
   private messages: number;
   private bytes: number;
   private last: number;
+  /** Messages charged since the last `takeUsage()`. */
+  private used = 0;
 
   constructor(limits: PlanRateLimits, now = performance.now()) {
     this.limits = limits;
@@ -33,25 +37,62 @@ export class RateBucket {
   }
 
   get unlimited(): boolean {
-    return this.limits.messages_per_second < 0 && this.limits.bytes_per_second < 0;
+    return this.messageRate < 0 && this.limits.bytes_per_second < 0;
+  }
+
+  /** The fair-share cap in force, if any. */
+  get cap(): number | undefined {
+    return this.fairCap;
+  }
+
+  /** Messages/s: the plan's limit, lowered by the fair-share cap; -1 when neither limits. */
+  private get messageRate(): number {
+    const plan = this.limits.messages_per_second;
+    if (this.fairCap === undefined) return plan;
+    return plan > 0 ? Math.min(plan, this.fairCap) : this.fairCap;
+  }
+
+  /** The most messages a burst may carry: a second of the plan's rate, a tenth of one of a fair-share cap. */
+  private get messageBurst(): number {
+    const plan = this.limits.messages_per_second;
+    const fair = this.fairCap === undefined ? Infinity : this.fairCap * FAIR_BURST_S;
+    return Math.min(plan > 0 ? plan : Infinity, fair);
   }
 
   /** New limits (the plan or the plans file changed); the balance carries over, capped at the new burst. */
   configure(limits: PlanRateLimits): void {
     this.refill(performance.now());
     this.limits = limits;
-    this.messages = Math.min(this.messages, limits.messages_per_second);
+    this.messages = Math.min(this.messages, this.messageBurst);
     this.bytes = Math.min(this.bytes, limits.bytes_per_second);
+  }
+
+  /** Sets or lifts (undefined) the fair-share cap on messages/s. */
+  setCap(messagesPerSecond: number | undefined, now = performance.now()): void {
+    this.refill(now);
+    const wasLimited = this.messageRate > 0;
+    this.fairCap = messagesPerSecond;
+    if (!wasLimited) this.messages = this.messageBurst;
+    this.messages = Math.min(this.messages, this.messageBurst);
+  }
+
+  /** Messages charged since the last call. */
+  takeUsage(): number {
+    const used = this.used;
+    this.used = 0;
+    return used;
   }
 
   /** Charges what was just published; returns the milliseconds to wait before reading more (0: go on). */
   charge(messages: number, bytes: number, now = performance.now()): number {
+    this.used += messages;
     if (this.unlimited) return 0;
     this.refill(now);
     let wait = 0;
-    if (this.limits.messages_per_second > 0) {
+    const rate = this.messageRate;
+    if (rate > 0) {
       this.messages -= messages;
-      if (this.messages < 0) wait = Math.max(wait, (-this.messages * 1000) / this.limits.messages_per_second);
+      if (this.messages < 0) wait = Math.max(wait, (-this.messages * 1000) / rate);
     }
     if (this.limits.bytes_per_second > 0) {
       this.bytes -= bytes;
@@ -63,10 +104,48 @@ export class RateBucket {
   private refill(now: number): void {
     const elapsed = Math.max(0, now - this.last) / 1000;
     this.last = now;
-    const { messages_per_second: m, bytes_per_second: b } = this.limits;
-    if (m > 0) this.messages = Math.min(m, this.messages + elapsed * m);
+    const m = this.messageRate;
+    const b = this.limits.bytes_per_second;
+    if (m > 0) this.messages = Math.min(this.messageBurst, this.messages + elapsed * m);
     if (b > 0) this.bytes = Math.min(b, this.bytes + elapsed * b);
   }
+}
+
+/** How often the fair share looks at the event loop and the tenants' publishing. */
+export const FAIR_INTERVAL_MS = 100;
+/** Event-loop lag (beyond the interval) that means the process is saturated. */
+export const FAIR_LAG_HIGH_MS = 20;
+/** Lag under which caps are raised again. */
+export const FAIR_LAG_LOW_MS = 5;
+/** A fair-share cap never goes below this (messages/s). */
+export const FAIR_MIN_CAP = 1000;
+/** A fair-share cap's burst: this many seconds of it. */
+const FAIR_BURST_S = 0.1;
+
+/**
+ * One step of the fair share, a pure decision. While the process is saturated (the event loop
+ * lags) and more than one tenant publishes, the tenant that published most — at least half of all
+ * messages — is capped at half its observed rate (again each step the lag stays high, never below
+ * FAIR_MIN_CAP). When the lag is gone, caps grow by half each step and are lifted once they no
+ * longer bind (four times what the tenant publishes) or nobody else publishes. A tenant alone on
+ * the gateway is never capped: its lag is its own. Returns the new caps (messages/s).
+ */
+export function fairShareStep(caps: ReadonlyMap<string, number>, lagMs: number, usage: ReadonlyMap<string, number>, intervalMs: number, highLagMs = FAIR_LAG_HIGH_MS): Map<string, number> {
+  const next = new Map(caps);
+  const active = [...usage].filter(([, n]) => n > 0);
+  const total = active.reduce((sum, [, n]) => sum + n, 0);
+  const rate = (slug: string): number => ((usage.get(slug) ?? 0) * 1000) / intervalMs;
+  if (lagMs > highLagMs && active.length >= 2) {
+    const [top, most] = active.reduce((a, b) => (b[1] > a[1] ? b : a));
+    if (most * 2 >= total) next.set(top, Math.max(FAIR_MIN_CAP, Math.min(caps.get(top) ?? Infinity, rate(top) / 2)));
+  } else if (lagMs < FAIR_LAG_LOW_MS) {
+    for (const [slug, cap] of caps) {
+      const raised = cap * 1.5;
+      if (active.length < 2 || raised > 4 * Math.max(rate(slug), FAIR_MIN_CAP)) next.delete(slug);
+      else next.set(slug, raised);
+    }
+  }
+  return next;
 }
 
 export interface TenantRatesOptions {
@@ -76,6 +155,8 @@ export interface TenantRatesOptions {
   log: Logger;
   /** How often the plans file is checked for an edit. */
   pollMs: number;
+  /** Event-loop lag (ms) at which the fair share caps the heaviest tenant; 0: never. */
+  fairShareLagMs: number;
 }
 
 /** Every tenant's bucket in this process, kept in step with the plans file and the tenants' plans. */
@@ -85,12 +166,47 @@ export class TenantRates {
   private plans: PlanFile | undefined;
   private plansMtime = -1;
   private readonly timer: NodeJS.Timeout;
+  private readonly fairTimer: NodeJS.Timeout;
+  private fairAt = performance.now();
+  private caps = new Map<string, number>();
 
   constructor(opts: TenantRatesOptions) {
     this.opts = opts;
     this.timer = setInterval(() => void this.reload(), opts.pollMs);
     this.timer.unref();
+    this.fairTimer = setInterval(() => this.fairShare(), FAIR_INTERVAL_MS);
+    this.fairTimer.unref();
+    if (opts.fairShareLagMs <= 0) clearInterval(this.fairTimer);
     void this.reload();
+  }
+
+  /**
+   * The fair share between tenants (see fairShareStep): one tenant's flood must not take the event
+   * loop from its neighbours. The lag is how late this timer fires.
+   */
+  private fairShare(): void {
+    const now = performance.now();
+    const elapsed = now - this.fairAt;
+    this.fairAt = now;
+    const usage = new Map<string, number>();
+    for (const [slug, bucket] of this.buckets) usage.set(slug, bucket.takeUsage());
+    const next = fairShareStep(this.caps, elapsed - FAIR_INTERVAL_MS, usage, elapsed, this.opts.fairShareLagMs);
+    for (const [slug, cap] of next) {
+      if (this.caps.get(slug) === cap) continue;
+      if (!this.caps.has(slug)) this.opts.log.warn({ event: "fair_share_capped", tenant: slug, messages_per_second: Math.round(cap), lag_ms: Math.round(elapsed - FAIR_INTERVAL_MS) }, "the gateway is saturated: capping the tenant that publishes most, so its neighbours are served");
+      this.buckets.get(slug)?.setCap(cap, now);
+    }
+    for (const slug of this.caps.keys()) {
+      if (next.has(slug)) continue;
+      this.opts.log.info({ event: "fair_share_lifted", tenant: slug }, "fair-share cap lifted");
+      this.buckets.get(slug)?.setCap(undefined, now);
+    }
+    this.caps = next;
+  }
+
+  /** Tenants capped by the fair share now, with their cap (messages/s). */
+  get fairCaps(): ReadonlyMap<string, number> {
+    return this.caps;
   }
 
   /** The tenant's bucket, shared by all its sessions (one that is unlimited now may be limited later). */
@@ -110,10 +226,12 @@ export class TenantRates {
 
   tenantRemoved(slug: string): void {
     this.buckets.delete(slug);
+    this.caps.delete(slug);
   }
 
   close(): void {
     clearInterval(this.timer);
+    clearInterval(this.fairTimer);
   }
 
   private limitsOf(slug: string): PlanRateLimits {

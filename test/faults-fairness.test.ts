@@ -7,7 +7,7 @@ import { promises as fs } from "node:fs";
 import test from "ava";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parsePlanFile, plansFilePath, type PlanFile } from "../accounts/plans.ts";
-import { RateBucket } from "../gateway/rate-limits.ts";
+import { FAIR_LAG_HIGH_MS, FAIR_MIN_CAP, fairShareStep, RateBucket } from "../gateway/rate-limits.ts";
 import { startDeployment, type Deployment } from "./helpers/gateway-fixture.ts";
 import { within } from "./helpers/raw-client.ts";
 
@@ -114,4 +114,50 @@ test("the rate bucket: a second's burst at once, then the rate; the debt of one 
 test("a plans file with a rate limit of 0 is refused: suspend the tenant instead", (t) => {
   const bad: PlanFile = { plans: { stopped: { connections: 1, subscriptions: 1, max_payload: 1, jetstream: { memory: 1, disk: 1, streams: 1, consumers: 1 }, rate_limits: { messages_per_second: 0, bytes_per_second: -1 } } } };
   t.throws(() => parsePlanFile(JSON.stringify(bad), "plans.json"), { message: /rate_limits/ });
+});
+
+test("fair share: while the process lags, the tenant publishing most of all messages is capped at half its rate; a tenant alone is never capped", (t) => {
+  const lag = FAIR_LAG_HIGH_MS + 30;
+  // acme published 90,000 messages in 100 ms (900k/s), globex 500: acme is capped at 450k/s.
+  let caps = fairShareStep(new Map(), lag, new Map([["acme-corp", 90_000], ["globex", 500]]), 100);
+  t.deepEqual([...caps], [["acme-corp", 450_000]]);
+  // Still lagging: halved again from what it now publishes, never raised by a busier step.
+  caps = fairShareStep(caps, lag, new Map([["acme-corp", 40_000], ["globex", 500]]), 100);
+  t.deepEqual([...caps], [["acme-corp", 200_000]]);
+  caps = fairShareStep(caps, lag, new Map([["acme-corp", 50], ["globex", 20]]), 100);
+  t.deepEqual([...caps], [["acme-corp", FAIR_MIN_CAP]], "never below the floor");
+  // Alone on the gateway, its lag is its own: nothing is capped.
+  t.deepEqual([...fairShareStep(new Map(), lag, new Map([["acme-corp", 90_000], ["globex", 0]]), 100)], []);
+  // No tenant publishes half of all messages: no one to blame.
+  t.deepEqual([...fairShareStep(new Map(), lag, new Map([["a", 40], ["b", 35], ["c", 25]]), 100)], []);
+  // No lag: nothing is capped, however uneven.
+  t.deepEqual([...fairShareStep(new Map(), 0, new Map([["acme-corp", 90_000], ["globex", 1]]), 100)], []);
+});
+
+test("fair share: once the lag is gone, caps grow by half each step and are lifted when they no longer bind or nobody else publishes", (t) => {
+  let caps = new Map([["acme-corp", 100_000]]);
+  caps = fairShareStep(caps, 0, new Map([["acme-corp", 10_000], ["globex", 100]]), 100);
+  t.deepEqual([...caps], [["acme-corp", 150_000]], "binding (it publishes at the cap): raised by half");
+  caps = fairShareStep(caps, 10, new Map([["acme-corp", 10_000], ["globex", 100]]), 100);
+  t.deepEqual([...caps], [["acme-corp", 150_000]], "between the thresholds: held");
+  t.deepEqual([...fairShareStep(caps, 0, new Map([["acme-corp", 1000], ["globex", 100]]), 100)], [], "far above what it publishes: lifted");
+  t.deepEqual([...fairShareStep(caps, 0, new Map([["acme-corp", 15_000], ["globex", 0]]), 100)], [], "alone: lifted");
+});
+
+test("a fair-share cap paces a bucket with no plan limit: a tenth of a second's burst, then the cap; lifted, it is unlimited again", (t) => {
+  const bucket = new RateBucket({ messages_per_second: -1, bytes_per_second: -1 }, 0);
+  t.is(bucket.charge(1e6, 0, 0), 0);
+  bucket.setCap(10_000, 0);
+  t.is(bucket.cap, 10_000);
+  t.is(bucket.charge(1000, 0, 0), 0, "a tenth of a second of the cap passes at once");
+  t.is(bucket.charge(500, 0, 0), 50, "500 over at 10k/s: 50 ms");
+  t.is(bucket.takeUsage(), 1e6 + 1500, "every message is counted, capped or not");
+  t.is(bucket.takeUsage(), 0);
+  bucket.setCap(undefined, 10);
+  t.is(bucket.charge(1e6, 0, 10), 0);
+  // Under a plan limit, the cap only ever lowers it.
+  const planned = new RateBucket({ messages_per_second: 5000, bytes_per_second: -1 }, 0);
+  planned.setCap(50_000, 0);
+  t.is(planned.charge(5000, 0, 0), 0);
+  t.is(planned.charge(100, 0, 0), 20, "the plan's 5k/s still rules: 100 over, 20 ms");
 });

@@ -59,6 +59,8 @@ const RESUME_WINDOW_MS = 10_000;
 
 /** How often the server certificate's files are looked at for a change. */
 const TLS_RELOAD_POLL_MS = 2000;
+/** Shutdown: the most each closing step (flushing audit records, closing the control connection) may take. */
+const SHUTDOWN_STEP_MS = 2000;
 
 /** What the gateway tells clients in INFO, mirroring the upstream server where clients care. */
 interface UpstreamFacts {
@@ -759,6 +761,20 @@ export class Gateway {
     } else this.log.warn({ event: "nats_unreachable", nats: this.config.nats }, "no NATS server answers: new clients are refused before TLS until one does");
   }
 
+  /** One closing step of `shutdown`, given SHUTDOWN_STEP_MS at most; a failure or timeout is logged and the shutdown goes on. */
+  private async boundedStep(step: string, run: () => Promise<unknown>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), SHUTDOWN_STEP_MS)));
+    try {
+      const result = await Promise.race([run().then(() => "done" as const), timedOut]);
+      if (result === "timeout") this.log.warn({ event: "shutdown_step_timeout", step, after_ms: SHUTDOWN_STEP_MS }, "a closing step did not finish in time; going on");
+    } catch (err) {
+      this.log.warn({ event: "shutdown_step_failed", step, error: errorMessage(err) }, "a closing step failed; going on");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /**
    * Lame duck: stop accepting, tell every client (INFO `ldm: true`) so it reconnects elsewhere, and
    * after a grace period close the clients that stayed one by one, spread evenly over the rest of
@@ -781,8 +797,10 @@ export class Gateway {
     if (this.heldCheck) clearInterval(this.heldCheck);
     for (const file of this.tlsFiles) unwatchFile(file, this.onTlsFileChange);
     this.directory.close();
-    await this.auditConnection.drain().catch(() => undefined);
-    await this.cp.close();
+    // The control connections are closed last and never waited on for long: a NATS that does not
+    // answer must not keep a stopping gateway alive (audit records still buffered are then lost; logged).
+    await this.boundedStep("audit_flush", () => this.auditConnection.drain());
+    await this.boundedStep("control_close", () => this.cp.close());
     this.log.info({ event: "stopped" }, "gateway stopped");
   }
 }

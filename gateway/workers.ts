@@ -14,6 +14,9 @@ import { TenantService } from "../accounts/tenants.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import type { GatewayConfig } from "./config.ts";
 
+/** What a stopping worker gets beyond the drain for its closing steps before the primary kills it. */
+const WORKER_STOP_MARGIN_MS = 10_000;
+
 export function workerCount(config: GatewayConfig): number {
   return config.workers === 0 ? os.availableParallelism() : config.workers;
 }
@@ -75,6 +78,8 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<vo
   if (config.sync_on_start) await syncOnce(config, log);
   const n = workerCount(config);
   let phase: "starting" | "running" | "stopping" | "failed" = "starting";
+  /** 1 once a worker had to be killed at stop. */
+  let stopExitCode = 0;
   const ready = new Set<number>();
   const live = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
   // Workers must not sync again; everything else they read from the same flags, env and file.
@@ -110,7 +115,7 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<vo
         return;
       }
       if (phase === "stopping") {
-        if (live().length === 0) process.exit(0);
+        if (live().length === 0) process.exit(stopExitCode);
         return;
       }
       if (phase === "starting" && !wasReady) {
@@ -126,6 +131,15 @@ export async function runPrimary(config: GatewayConfig, log: Logger): Promise<vo
       log.info({ event: "signal", signal, workers: live().length }, "stopping the workers");
       if (live().length === 0) process.exit(0);
       for (const worker of live()) worker.process.kill("SIGTERM");
+      // A worker gets its drain and its closing steps; one still running after that is killed, and
+      // the primary reports it (exit 1): a stopping gateway never hangs.
+      setTimeout(() => {
+        const stuck = live();
+        if (stuck.length === 0) return;
+        log.error({ event: "workers_stop_timeout", workers: stuck.map((w) => w.process.pid), after_ms: config.drain_timeout_ms + WORKER_STOP_MARGIN_MS }, "gateway workers did not stop after the drain; killing them");
+        for (const worker of stuck) worker.process.kill("SIGKILL");
+        stopExitCode = 1;
+      }, config.drain_timeout_ms + WORKER_STOP_MARGIN_MS).unref();
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));

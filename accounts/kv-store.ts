@@ -30,6 +30,9 @@ export const DEFAULT_REGISTRY_BUCKET = "tenant_gateway_registry";
 const KEY_PREFIX = "tenants.";
 /** A watch that ended by itself is opened again after this. */
 const WATCH_REOPEN_MS = 1000;
+/** The longest jump in a watch's revisions that is checked message by message (see fillGap). */
+const MAX_GAP_CHECK = 1000;
+const KV_OPERATION_HEADER = "KV-Operation";
 
 interface KvValue {
   record: TenantRecord;
@@ -132,40 +135,48 @@ export class KvTenantStore implements TenantStore {
   }
 
   /**
-   * Reports every change after the call. An updates-only watch would count from the moment its
-   * consumer exists on the server, which can be after this call returned (a change in between was
-   * missed under load). So the watch starts from each key's last value, and values up to the
-   * bucket's last revision when the call began are skipped: they are not changes.
+   * Reports every change after the call: the watch delivers the bucket's messages in order from
+   * the revision after the bucket's last one when the call began. (A last-value watch is not used:
+   * nats-server 2.9 can skip a message stored while such a consumer is being created — seen as a
+   * lost put under concurrent writes.)
    */
   async watch(listener: (change: TenantChange) => void): Promise<() => void> {
-    const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
-    return this.followWatch(`${KEY_PREFIX}>`, from, (entry) => listener({ slug: entry.key.slice(KEY_PREFIX.length), kind: entry.operation === "PUT" ? "put" : "delete" }));
+    return this.followWatch(`${KEY_PREFIX}>`, await this.lastRevision(), (entry) => listener({ slug: entry.key.slice(KEY_PREFIX.length), kind: entry.operation === "PUT" ? "put" : "delete" }));
+  }
+
+  private async lastRevision(): Promise<number> {
+    return (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
   }
 
   /**
    * A watch that outlives its consumer: should the watch end by itself (its consumer lost for
-   * good in a NATS fault), it is opened again, and then every key's last value is reported —
-   * a change made while it was down must not be missed; a repeat is harmless to a listener that
-   * re-reads the key.
+   * good in a NATS fault), it is opened again from the revision after the last one it reported,
+   * so a change made while it was down is not missed and none is reported twice. A bucket whose
+   * revisions went backwards (recreated after its data was lost) is followed from its start.
    */
-  private async followWatch(key: string, skipUpTo: number, onEntry: (entry: { key: string; operation: string; revision: number }) => void): Promise<() => void> {
+  private async followWatch(key: string, after: number, onEntry: (entry: { key: string; operation: string; revision: number }) => void): Promise<() => void> {
     let stopped = false;
-    let iter = await this.kv.watch({ key, include: KvWatchInclude.LastValue });
+    let next = after + 1;
+    const open = (): ReturnType<KV["watch"]> => this.kv.watch({ key, include: KvWatchInclude.AllHistory, resumeFromRevision: next });
+    let iter = await open();
     const follow = async (): Promise<void> => {
-      let skip = skipUpTo;
       for (;;) {
         try {
-          for await (const entry of iter) if (entry.revision > skip) onEntry(entry);
+          for await (const entry of iter) {
+            if (entry.revision > next) await this.fillGap(key, next, entry.revision, onEntry);
+            next = entry.revision + 1;
+            onEntry(entry);
+          }
         } catch {
           // ended by an error: opened again below
         }
         if (stopped || this.nc.isClosed()) return;
-        skip = 0;
         for (;;) {
           await new Promise((r) => setTimeout(r, WATCH_REOPEN_MS).unref());
           if (stopped || this.nc.isClosed()) return;
           try {
-            iter = await this.kv.watch({ key, include: KvWatchInclude.LastValue });
+            if ((await this.lastRevision()) < next - 1) next = 1;
+            iter = await open();
             break;
           } catch {
             // NATS still away: try again
@@ -178,6 +189,30 @@ export class KvTenantStore implements TenantStore {
       stopped = true;
       iter.stop();
     };
+  }
+
+  /**
+   * nats-server 2.9 can leave out of a filtered consumer's delivery a message stored while other
+   * keys are purged (seen as a lost put under concurrent writes). A jump in revisions is therefore
+   * checked: each revision in between is read from the stream and reported if it is one of the
+   * watched keys (most are other keys, or values purged since). A jump too long to check, or a
+   * failed read, is left to the directory's periodic reconciliation.
+   */
+  private async fillGap(key: string, from: number, to: number, onEntry: (entry: { key: string; operation: string; revision: number }) => void): Promise<void> {
+    if (to - from > MAX_GAP_CHECK) return;
+    const prefix = `$KV.${this.bucket}.`;
+    const matches = key.endsWith(">") ? (k: string) => k.startsWith(key.slice(0, -1)) : (k: string) => k === key;
+    for (let seq = from; seq < to; seq++) {
+      let msg;
+      try {
+        msg = await this.jsm.streams.getMessage(`KV_${this.bucket}`, { seq });
+      } catch {
+        return;
+      }
+      if (!msg || !msg.subject.startsWith(prefix)) continue;
+      const entryKey = msg.subject.slice(prefix.length);
+      if (matches(entryKey)) onEntry({ key: entryKey, operation: msg.header?.get(KV_OPERATION_HEADER) || "PUT", revision: seq });
+    }
   }
 
   async getEntry(collection: RegistryCollection, key: string): Promise<RegistryEntry | undefined> {
@@ -215,10 +250,9 @@ export class KvTenantStore implements TenantStore {
     await this.kv.purge(`${collection}.${checkRegistryKey(key)}`);
   }
 
-  /** As watch(): from the key's last value, skipping what predates the call. */
+  /** As watch(): every change of the key after the call. */
   async watchEntry(collection: RegistryCollection, key: string, listener: () => void): Promise<() => void> {
-    const from = (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
-    return this.followWatch(`${collection}.${checkRegistryKey(key)}`, from, () => listener());
+    return this.followWatch(`${collection}.${checkRegistryKey(key)}`, await this.lastRevision(), () => listener());
   }
 
   async close(): Promise<void> {

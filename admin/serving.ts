@@ -156,7 +156,7 @@ export async function startPrimaryHttpSide(config: GatewayConfig, log: Logger): 
         "tenant-gateway-admin",
       );
       const tlsMaterial = await loadGatewayTls(cp.layout);
-      directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log.child({ component: "http" }));
+      directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log.child({ component: "http" }), { reconcileMs: config.registry_reconcile_ms });
       stats = operationsOn(server, new ClusterRuntime(cp, directory, config.platform.allowed_identities), own, config, log);
     },
     draining: () => server.draining(),

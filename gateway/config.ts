@@ -73,6 +73,11 @@ export interface GatewayConfig {
   sync_on_start: boolean;
   /** How often the directory store is checked for tenant changes (the KV store is watched instead). */
   registry_poll_ms: number;
+  /**
+   * How often the whole registry is compared with the gateway's view, under the watch (a change the
+   * watch missed is applied within this time; nats-server 2.9 can skip a KV message); 0 = never.
+   */
+  registry_reconcile_ms: number;
   /** Trust for tls:// upstream URLs (default: the data dir's root CA). */
   nats_ca_file?: string;
   platform: { allowed_identities: string[] };
@@ -114,6 +119,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   log_level: "info",
   sync_on_start: true,
   registry_poll_ms: 1000,
+  registry_reconcile_ms: 30_000,
   platform: { allowed_identities: ["admin"] },
   workers: 1,
   audit_max_age: "30d",
@@ -148,6 +154,7 @@ const schema = {
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },
     registry_poll_ms: { type: "integer", minimum: 50, maximum: 600000 },
+    registry_reconcile_ms: { type: "integer", minimum: 0, maximum: 3600000 },
     nats_ca_file: { type: "string" },
     audit_max_age: { type: "string", pattern: "^\\d+[smhd]?$|^(\\d+[smhd])+$" },
     audit_window_ms: { type: "integer", minimum: 100, maximum: 3600000 },

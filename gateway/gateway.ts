@@ -290,7 +290,7 @@ export class Gateway {
           log.warn({ event: "jetstream_repaired", tenant: r.slug, dead: r.jetstream?.dead }, "the tenant's JetStream had stopped taking messages and was restarted");
         }
       }
-      directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log);
+      directory = await TenantDirectory.open(cp.store, tlsMaterial.root, [tlsMaterial.platformCa], log, { reconcileMs: config.registry_reconcile_ms });
       const stores = await templateStores(config.data_dir);
       const platformStreams = await loadPlatformStreams(config.data_dir);
       const auditStream = await ensureAuditStream(control, { maxAgeSeconds: parseDurationSeconds(config.audit_max_age) ?? 30 * 86_400 });

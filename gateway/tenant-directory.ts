@@ -43,6 +43,12 @@ const PLATFORM_USERS = "\u0000platform";
 /** A tenant that could not be read is read again after this, doubling up to the max. */
 const REFRESH_RETRY_MS = 500;
 const REFRESH_RETRY_MAX_MS = 10_000;
+/**
+ * How often the whole registry is compared with what the directory holds: the safety net under the
+ * watch (a change the watch never delivered — nats-server 2.9 can skip a message — is applied
+ * within this time).
+ */
+export const RECONCILE_MS = 30_000;
 /** setTimeout's longest delay; a later deadline is reached in steps. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -67,6 +73,11 @@ export class TenantDirectory implements TrustStore {
   private readonly log: Logger;
   private stopWatches: Array<() => void> = [];
   private readonly refreshRetries = new Map<string, { attempt: number; timer?: NodeJS.Timeout }>();
+  /** The platform trust state last applied, to tell a missed change from none. */
+  private platformTrustJson = "";
+  /** Tenants not held for want of signing secrets, by slug: the record last read (not a missed change). */
+  private readonly withoutSecrets = new Map<string, string>();
+  private reconcileTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(store: TenantStore, root: X509Certificate, platformCas: X509Certificate[], log: Logger) {
@@ -76,7 +87,7 @@ export class TenantDirectory implements TrustStore {
     this.filePlatformCas = platformCas.map((cert) => ({ kind: "platform" as const, cert, spki: spkiSha256(cert) }));
   }
 
-  static async open(store: TenantStore, root: X509Certificate, platformCas: X509Certificate[], log: Logger): Promise<TenantDirectory> {
+  static async open(store: TenantStore, root: X509Certificate, platformCas: X509Certificate[], log: Logger, opts: { reconcileMs?: number } = {}): Promise<TenantDirectory> {
     const dir = new TenantDirectory(store, root, platformCas, log);
     // Watch first, then load: a change made in between is seen twice rather than missed.
     dir.stopWatches.push(await store.watch((change) => void dir.refresh(change.slug)));
@@ -86,7 +97,45 @@ export class TenantDirectory implements TrustStore {
     dir.reindex();
     for (const slug of dir.tenants.keys()) dir.scheduleDeadlines(slug);
     dir.scheduleDeadlines(undefined);
+    const reconcileMs = opts.reconcileMs ?? RECONCILE_MS;
+    if (reconcileMs > 0) {
+      dir.reconcileTimer = setInterval(() => void dir.reconcile(), reconcileMs);
+      dir.reconcileTimer.unref();
+    }
     return dir;
+  }
+
+  /**
+   * Compares the whole registry with what the directory holds and refreshes every tenant that
+   * differs (or appeared, or is gone) and the platform trust state if it changed. Returns the
+   * slugs it corrected; a correction means the watch missed a change, and is logged as such.
+   */
+  async reconcile(): Promise<string[]> {
+    if (this.closed) return [];
+    let records: TenantRecord[];
+    let trustJson: string;
+    try {
+      records = await this.store.list();
+      trustJson = JSON.stringify((await readPlatformTrust(this.store)).trust);
+    } catch (err) {
+      this.log.warn({ event: "reconcile_failed", err: errorMessage(err) }, "could not read the registry to reconcile; the watch still applies changes");
+      return [];
+    }
+    const listed = new Set(records.map((r) => r.slug));
+    const held = (slug: string): string | undefined => {
+      const record = this.tenants.get(slug)?.record;
+      return record ? JSON.stringify(record) : this.withoutSecrets.get(slug);
+    };
+    const differing = records.filter((r) => JSON.stringify(r) !== held(r.slug)).map((r) => r.slug);
+    const gone = [...this.tenants.keys()].filter((slug) => !listed.has(slug));
+    // A tenant already being read again (with backoff) is left to that.
+    const missed = [...differing, ...gone].filter((slug) => !this.refreshRetries.has(slug));
+    for (const slug of missed) await this.refresh(slug);
+    const platform = trustJson !== this.platformTrustJson;
+    if (platform) await this.refreshPlatform();
+    if (missed.length > 0 || platform) this.log.warn({ event: "registry_reconciled", tenants: missed, platform }, "the registry watch had missed changes; applied them");
+    else this.log.debug({ event: "registry_reconcile", tenants: records.length }, "registry and gateway view agree");
+    return missed;
   }
 
   /**
@@ -137,6 +186,7 @@ export class TenantDirectory implements TrustStore {
     try {
       const record = await this.store.get(slug);
       if (!record) {
+        this.withoutSecrets.delete(slug);
         if (before) {
           this.tenants.delete(slug);
           this.users.forgetTenant(slug);
@@ -207,7 +257,9 @@ export class TenantDirectory implements TrustStore {
   private async load(record: TenantRecord): Promise<void> {
     // The signing seed alone: a data-plane data dir holds no CA key or account identity seed.
     const secrets = await this.store.getSigningSecrets(record.slug);
+    this.withoutSecrets.delete(record.slug);
     if (!secrets) {
+      this.withoutSecrets.set(record.slug, JSON.stringify(record));
       this.log.warn({ event: "tenant_without_secrets", tenant: record.slug }, "tenant has no signing key in the store; its clients will be refused");
       return;
     }
@@ -226,6 +278,7 @@ export class TenantDirectory implements TrustStore {
 
   private async loadPlatform(): Promise<void> {
     const { trust } = await readPlatformTrust(this.store);
+    this.platformTrustJson = JSON.stringify(trust);
     const platformCa = (cert: X509Certificate): KnownCa & { kind: "platform" } => ({ kind: "platform", cert, spki: spkiSha256(cert) });
     this.trustedPlatformCas = [...(trust.ca_cert_pem ? [platformCa(new X509Certificate(trust.ca_cert_pem))] : []), ...previousCas(trust.previous_cas, platformCa)];
     this.platformRevoked = new Map(trust.revoked_certificates.map((r) => [r.fingerprint_sha256, r]));
@@ -287,6 +340,7 @@ export class TenantDirectory implements TrustStore {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.reconcileTimer);
     for (const stop of this.stopWatches) stop();
     this.stopWatches = [];
     for (const { timer } of this.refreshRetries.values()) if (timer) clearTimeout(timer);

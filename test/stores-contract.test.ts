@@ -258,16 +258,26 @@ storeContract({ kind: "kv", options: (server) => ({ dataDir: layout.dir, servers
 // ---- KV store only --------------------------------------------------------------------------
 
 /** A raw view of a registry bucket, over a PLATFORM-account connection of its own. */
-async function rawBucket(bucket = DEFAULT_REGISTRY_BUCKET): Promise<{ nc: NatsConnection; kv: KV }> {
-  const server = await environment;
-  const operator = await loadOperator(layout);
-  const nc = await connectAsAccountUser([server.url], { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "raw-bucket-reader" });
+async function rawBucket(
+  at: DataLayout = layout,
+  server: RunningNatsServer | Promise<RunningNatsServer> = environment,
+  bucket = DEFAULT_REGISTRY_BUCKET,
+): Promise<{ nc: NatsConnection; kv: KV }> {
+  const { url } = await server;
+  const operator = await loadOperator(at);
+  const nc = await connectAsAccountUser([url], { account: operator.platform.getPublicKey(), signer: operator.platformSigning, name: "raw-bucket-reader" });
   const kv = await new Kvm(nc).create(bucket, { history: 5 });
   return { nc, kv };
 }
 
 test("kv store: a tenant created by the CLI in one process is seen by another control plane via list and watch", async (t) => {
-  const server = await environment;
+  // A data dir and server of its own: creating a tenant pushes the PLATFORM account, which imports
+  // from every stored tenant's account, and the shared bucket holds fake tenants whose accounts
+  // NATS has never seen (it would try to resolve each of them first).
+  const layout = new DataLayout(tempDir());
+  await initDataDir(layout, { natsPort: -1, store: "kv" });
+  const server = await startNatsServer(new NatsFiles(layout).serverConfig);
+  t.teardown(() => server.stop());
   const observer = await ControlPlane.open({ dataDir: layout.dir, servers: [server.url], store: "kv" });
   t.teardown(() => observer.close());
   const log = new ChangeLog();
@@ -284,7 +294,7 @@ test("kv store: a tenant created by the CLI in one process is seen by another co
   // The real tenant's CA key and seeds are in the bucket only sealed.
   const secrets = await observer.store.getSecrets("globex");
   t.regex(secrets!.ca_key_pem, /BEGIN (RSA )?PRIVATE KEY/);
-  const raw = await rawBucket();
+  const raw = await rawBucket(layout, server);
   t.teardown(() => raw.nc.close());
   const entry = await raw.kv.get("tenants.globex");
   const text = Buffer.from(entry!.value).toString("latin1");
@@ -366,7 +376,7 @@ test("kv store: a tampered sealed value is refused with secret_tampered", async 
 
 test("kv store: a value that is not a tenant record is corrupt_store naming the key", async (t) => {
   // A bucket of its own: a corrupt entry would make every listing of the shared bucket fail.
-  const raw = await rawBucket("corrupt_registry");
+  const raw = await rawBucket(layout, environment, "corrupt_registry");
   t.teardown(() => raw.nc.close());
   const store = await KvTenantStore.open(raw.nc, MasterKey.generate(), { bucket: "corrupt_registry" });
   const copied = JSON.stringify({ record: fakeTenant("k-elsewhere").record });

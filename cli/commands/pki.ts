@@ -374,7 +374,7 @@ export function pkiCommand(): Command {
         const root = new X509Certificate(await readTextFile(layout.rootCert, "root CA certificate"));
         const platformCa = new X509Certificate(await readTextFile(layout.platformCaCert, "platform CA certificate"));
         // The gateway's own view of the registry: only tenants it would load, with their status.
-        const directory = await TenantDirectory.open(store, root, [platformCa], createLogger({ level: "silent" }));
+        const directory = await TenantDirectory.open(store, root, [platformCa], createLogger({ level: "silent" }), { reconcileMs: 0 });
         try {
           const admitted = admit(leaf, chain, directory, config.platform.allowed_identities);
           const id = admitted.identity;

@@ -27,6 +27,27 @@ export const UPSTREAM_CLOSED = "NATS closed the connection";
 /** While dropping for a slow consumer: what may wait in the client socket's buffer before more is dropped. */
 const SLOW_CONSUMER_BUFFER = 256 * 1024;
 
+/**
+ * What one session may read from its client in one turn of the event loop before it yields to the
+ * other sessions. libuv reads a readable socket up to 32 times per turn (2 MiB): a flooding client
+ * would otherwise make every other session wait for its whole backlog to be processed.
+ */
+const TURN_BYTES = 16 * 1024;
+
+/** Event-loop turns, counted lazily: a turn ends when the check phase runs its immediates. */
+let turn = 0;
+let turnEnding = false;
+function currentTurn(): number {
+  if (!turnEnding) {
+    turnEnding = true;
+    setImmediate(() => {
+      turn++;
+      turnEnding = false;
+    });
+  }
+  return turn;
+}
+
 export interface ClientSessionOptions {
   id: string;
   /** The tenant of an edge session; undefined for a platform session. */
@@ -68,6 +89,14 @@ export class ClientSession {
   private upstreamBackedUp = false;
   /** The tenant is over its rate: the client is not read until this fires. */
   private rateTimer: NodeJS.Timeout | undefined;
+  /** Bytes read from the client (from NATS) in event-loop turn `readTurn` (`upstreamTurn`). */
+  private turnBytes = 0;
+  private readTurn = -1;
+  private upstreamTurnBytes = 0;
+  private upstreamTurn = -1;
+  /** The session used its turn: the client (NATS) is read again in the next one. */
+  private yielding = false;
+  private upstreamYielding = false;
 
   constructor(opts: ClientSessionOptions) {
     this.opts = opts;
@@ -130,6 +159,24 @@ export class ClientSession {
     const back = this.closed ? undefined : this.rewriter.pendingForClient();
     if (back && !this.client.write(back)) this.clientBackedUp();
     if (this.opts.rate && !this.closed) this.paceClient(this.opts.rate.charge(this.rewriter.counters.msgsIn - msgsIn, this.rewriter.counters.bytesIn - bytesIn));
+    this.yieldAfterTurn(chunk.length);
+  }
+
+  /** A session that read its share of this turn pauses its client until the next turn (see TURN_BYTES). */
+  private yieldAfterTurn(bytes: number): void {
+    const now = currentTurn();
+    if (now !== this.readTurn) {
+      this.readTurn = now;
+      this.turnBytes = 0;
+    }
+    this.turnBytes += bytes;
+    if (this.turnBytes < TURN_BYTES || this.yielding || this.closed) return;
+    this.yielding = true;
+    this.client.pause();
+    setImmediate(() => {
+      this.yielding = false;
+      this.readClientIfFree();
+    });
   }
 
   /** The tenant is over its publish rate: the client is not read until the tenant's bucket is out of debt. */
@@ -146,7 +193,7 @@ export class ClientSession {
   }
 
   private readClientIfFree(): void {
-    if (!this.closed && !this.upstreamBackedUp && !this.rateTimer) this.client.resume();
+    if (!this.closed && !this.upstreamBackedUp && !this.rateTimer && !this.yielding) this.client.resume();
   }
 
   private onUpstreamData(chunk: Buffer): void {
@@ -163,6 +210,29 @@ export class ClientSession {
       return;
     }
     if (!this.client.write(out)) this.clientBackedUp();
+    this.upstreamYieldAfterTurn(chunk.length);
+  }
+
+  /** The same share per turn for what NATS sends this session (a flood to one tenant's subscribers). */
+  private upstreamYieldAfterTurn(bytes: number): void {
+    const now = currentTurn();
+    if (now !== this.upstreamTurn) {
+      this.upstreamTurn = now;
+      this.upstreamTurnBytes = 0;
+    }
+    this.upstreamTurnBytes += bytes;
+    if (this.upstreamTurnBytes < TURN_BYTES || this.upstreamYielding || this.closed) return;
+    this.upstreamYielding = true;
+    this.upstream.pause();
+    setImmediate(() => {
+      this.upstreamYielding = false;
+      this.readUpstreamIfFree();
+    });
+  }
+
+  /** NATS is read unless the client is backed up (and not yet a slow consumer whose excess is dropped). */
+  private readUpstreamIfFree(): void {
+    if (!this.closed && !this.upstreamYielding && (this.dropping || this.slowTimer === undefined)) this.upstream.resume();
   }
 
   /**
@@ -191,7 +261,7 @@ export class ClientSession {
         if (this.closed || !this.slowTimer) return;
         this.dropping = true;
         this.log.warn({ event: "slow_consumer_dropping", pending_bytes: this.client.writableLength, after_ms: dropMs }, "client still backed up: reading NATS again and dropping what it cannot take, so that its tenant's publishers are not held back");
-        this.upstream.resume();
+        this.readUpstreamIfFree();
       }, dropMs);
       this.dropTimer.unref();
     }
@@ -210,7 +280,7 @@ export class ClientSession {
       this.dropping = false;
       this.log.info({ event: "slow_consumer_recovered", dropped_bytes: this.droppedBytes }, "client caught up; messages dropped while it was behind are lost to it");
     }
-    if (!this.closed) this.upstream.resume();
+    this.readUpstreamIfFree();
   }
 
   private refused(refusal: SessionEnd): void {

@@ -61,11 +61,12 @@ export interface GatewayConfig {
    */
   memory_relief_ms: number;
   /**
-   * Fair share between tenants: when the event loop lags this much (the process is saturated) and
-   * one tenant publishes most of the messages, that tenant's reads are paced down until the lag is
-   * gone, so a flood cannot take the process from its neighbours. 0: off.
+   * Fair share between tenants: when the event loop is busy this share of the time (0–1; the
+   * process is saturated) and one tenant publishes most of the messages, that tenant's reads are
+   * paced down until the loop has room again, so a flood cannot take the process from its
+   * neighbours. 0: off.
    */
-  fair_share_lag_ms: number;
+  fair_share_busy: number;
   /** Start-up: how long to keep retrying an unreachable NATS (with backoff) before giving up; 0 = until it answers. */
   nats_wait_ms: number;
   log_level: string;
@@ -114,7 +115,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   drain_timeout_ms: 20_000,
   lame_duck_grace_ms: 5000,
   memory_relief_ms: 10_000,
-  fair_share_lag_ms: 20,
+  fair_share_busy: 0.8,
   nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,
@@ -149,7 +150,7 @@ const schema = {
     drain_timeout_ms: { type: "integer", minimum: 0, maximum: 3600000 },
     lame_duck_grace_ms: { type: "integer", minimum: 0, maximum: 600000 },
     memory_relief_ms: { type: "integer", minimum: 0, maximum: 3600000 },
-    fair_share_lag_ms: { type: "integer", minimum: 0, maximum: 60000 },
+    fair_share_busy: { type: "number", minimum: 0, maximum: 1 },
     nats_wait_ms: { type: "integer", minimum: 0, maximum: 86400000 },
     log_level: { enum: ["fatal", "error", "warn", "info", "debug", "trace", "silent"] },
     sync_on_start: { type: "boolean" },

@@ -160,7 +160,7 @@ export class Gateway {
     this.servers = parts.config.nats.map(parseServerUrl);
     this.reachability = new UpstreamReachability(this.servers, { probeIntervalMs: 250, probeTimeoutMs: 1000, onChange: (up) => this.reachabilityChanged(up) });
     this.relief = parts.config.memory_relief_ms > 0 ? new MemoryRelief({ minPeak: 100, leftFraction: 0.25, quietMs: parts.config.memory_relief_ms, log: parts.log }) : undefined;
-    this.rates = new TenantRates({ dataDir: parts.config.data_dir, planOf: (slug) => this.directory.get(slug)?.record.plan, log: parts.log, pollMs: Math.max(1000, parts.config.registry_poll_ms), fairShareLagMs: parts.config.fair_share_lag_ms });
+    this.rates = new TenantRates({ dataDir: parts.config.data_dir, planOf: (slug) => this.directory.get(slug)?.record.plan, log: parts.log, pollMs: Math.max(1000, parts.config.registry_poll_ms), fairShareBusy: parts.config.fair_share_busy });
     this.facts = factsOf(parts.control);
     const { host, port } = parseListen(parts.config.listen);
     this.tlsContext = parts.tlsContext;

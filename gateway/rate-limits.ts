@@ -113,34 +113,39 @@ export class RateBucket {
 
 /** How often the fair share looks at the event loop and the tenants' publishing. */
 export const FAIR_INTERVAL_MS = 100;
-/** Event-loop lag (beyond the interval) that means the process is saturated. */
-export const FAIR_LAG_HIGH_MS = 20;
-/** Lag under which caps are raised again. */
-export const FAIR_LAG_LOW_MS = 5;
+/** Event-loop utilisation (busy share of the interval) at which the process counts as saturated. */
+export const FAIR_BUSY_HIGH = 0.9;
+/** Caps are raised again only below the saturation mark by this much. */
+const FAIR_BUSY_HYSTERESIS = 0.2;
+/** A saturated step lowers the heaviest tenant's cap to this share of what it published. */
+const FAIR_DECREASE = 0.7;
+/** A relaxed step raises every cap by this factor. */
+const FAIR_INCREASE = 1.25;
 /** A fair-share cap never goes below this (messages/s). */
 export const FAIR_MIN_CAP = 1000;
 /** A fair-share cap's burst: this many seconds of it. */
 const FAIR_BURST_S = 0.1;
 
 /**
- * One step of the fair share, a pure decision. While the process is saturated (the event loop
- * lags) and more than one tenant publishes, the tenant that published most — at least half of all
- * messages — is capped at half its observed rate (again each step the lag stays high, never below
- * FAIR_MIN_CAP). When the lag is gone, caps grow by half each step and are lifted once they no
- * longer bind (four times what the tenant publishes) or nobody else publishes. A tenant alone on
- * the gateway is never capped: its lag is its own. Returns the new caps (messages/s).
+ * One step of the fair share, a pure decision. `busy` is the event loop's utilisation over the
+ * step (0–1). While the process is saturated (`busy` ≥ `high`) and more than one tenant
+ * publishes, the tenant that published most — at least half of all messages — is capped at 70% of
+ * its observed rate (again each step saturation lasts, never below FAIR_MIN_CAP). Once the loop
+ * has room (`busy` under `high` − 0.2), caps grow by a quarter each step and are lifted once they
+ * no longer bind (four times what the tenant publishes) or nobody else publishes. A tenant alone
+ * on the gateway is never capped: the load is its own. Returns the new caps (messages/s).
  */
-export function fairShareStep(caps: ReadonlyMap<string, number>, lagMs: number, usage: ReadonlyMap<string, number>, intervalMs: number, highLagMs = FAIR_LAG_HIGH_MS): Map<string, number> {
+export function fairShareStep(caps: ReadonlyMap<string, number>, busy: number, usage: ReadonlyMap<string, number>, intervalMs: number, high = FAIR_BUSY_HIGH): Map<string, number> {
   const next = new Map(caps);
   const active = [...usage].filter(([, n]) => n > 0);
   const total = active.reduce((sum, [, n]) => sum + n, 0);
   const rate = (slug: string): number => ((usage.get(slug) ?? 0) * 1000) / intervalMs;
-  if (lagMs > highLagMs && active.length >= 2) {
+  if (busy >= high && active.length >= 2) {
     const [top, most] = active.reduce((a, b) => (b[1] > a[1] ? b : a));
-    if (most * 2 >= total) next.set(top, Math.max(FAIR_MIN_CAP, Math.min(caps.get(top) ?? Infinity, rate(top) / 2)));
-  } else if (lagMs < FAIR_LAG_LOW_MS) {
+    if (most * 2 >= total) next.set(top, Math.max(FAIR_MIN_CAP, Math.min(caps.get(top) ?? Infinity, rate(top) * FAIR_DECREASE)));
+  } else if (busy < high - FAIR_BUSY_HYSTERESIS) {
     for (const [slug, cap] of caps) {
-      const raised = cap * 1.5;
+      const raised = cap * FAIR_INCREASE;
       if (active.length < 2 || raised > 4 * Math.max(rate(slug), FAIR_MIN_CAP)) next.delete(slug);
       else next.set(slug, raised);
     }
@@ -155,8 +160,8 @@ export interface TenantRatesOptions {
   log: Logger;
   /** How often the plans file is checked for an edit. */
   pollMs: number;
-  /** Event-loop lag (ms) at which the fair share caps the heaviest tenant; 0: never. */
-  fairShareLagMs: number;
+  /** Event-loop utilisation (0–1) at which the fair share caps the heaviest tenant; 0: never. */
+  fairShareBusy: number;
 }
 
 /** Every tenant's bucket in this process, kept in step with the plans file and the tenants' plans. */
@@ -168,6 +173,7 @@ export class TenantRates {
   private readonly timer: NodeJS.Timeout;
   private readonly fairTimer: NodeJS.Timeout;
   private fairAt = performance.now();
+  private loopAt = performance.eventLoopUtilization();
   private caps = new Map<string, number>();
 
   constructor(opts: TenantRatesOptions) {
@@ -176,24 +182,27 @@ export class TenantRates {
     this.timer.unref();
     this.fairTimer = setInterval(() => this.fairShare(), FAIR_INTERVAL_MS);
     this.fairTimer.unref();
-    if (opts.fairShareLagMs <= 0) clearInterval(this.fairTimer);
+    if (opts.fairShareBusy <= 0) clearInterval(this.fairTimer);
     void this.reload();
   }
 
   /**
    * The fair share between tenants (see fairShareStep): one tenant's flood must not take the event
-   * loop from its neighbours. The lag is how late this timer fires.
+   * loop from its neighbours. How busy the loop was comes from Node's event-loop utilisation.
    */
   private fairShare(): void {
     const now = performance.now();
     const elapsed = now - this.fairAt;
     this.fairAt = now;
+    const loop = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(loop, this.loopAt).utilization;
+    this.loopAt = loop;
     const usage = new Map<string, number>();
     for (const [slug, bucket] of this.buckets) usage.set(slug, bucket.takeUsage());
-    const next = fairShareStep(this.caps, elapsed - FAIR_INTERVAL_MS, usage, elapsed, this.opts.fairShareLagMs);
+    const next = fairShareStep(this.caps, busy, usage, elapsed, this.opts.fairShareBusy);
     for (const [slug, cap] of next) {
       if (this.caps.get(slug) === cap) continue;
-      if (!this.caps.has(slug)) this.opts.log.warn({ event: "fair_share_capped", tenant: slug, messages_per_second: Math.round(cap), lag_ms: Math.round(elapsed - FAIR_INTERVAL_MS) }, "the gateway is saturated: capping the tenant that publishes most, so its neighbours are served");
+      if (!this.caps.has(slug)) this.opts.log.warn({ event: "fair_share_capped", tenant: slug, messages_per_second: Math.round(cap), event_loop_busy: Math.round(busy * 100) / 100 }, "the gateway is saturated: capping the tenant that publishes most, so its neighbours are served");
       this.buckets.get(slug)?.setCap(cap, now);
     }
     for (const slug of this.caps.keys()) {

@@ -30,7 +30,9 @@ const SLOW_CONSUMER_BUFFER = 256 * 1024;
 /**
  * What one session may read from its client in one turn of the event loop before it yields to the
  * other sessions. libuv reads a readable socket up to 32 times per turn (2 MiB): a flooding client
- * would otherwise make every other session wait for its whole backlog to be processed.
+ * would otherwise make every other session wait for its whole backlog to be processed. Only while
+ * several tenants publish (`turns.contended`, see readTurnsStep): a flow alone would pay a pause
+ * and a resume every 16 KiB for nothing.
  */
 const TURN_BYTES = 16 * 1024;
 
@@ -48,6 +50,24 @@ function currentTurn(): number {
   return turn;
 }
 
+/** What one direction of a session has read in the current turn, and whether it is sitting the rest out. */
+class TurnShare {
+  private bytes = 0;
+  private turn = -1;
+  yielding = false;
+
+  /** Counts a read; true when this read used up the turn's share (and the direction is not already yielding). */
+  spend(bytes: number): boolean {
+    const now = currentTurn();
+    if (now !== this.turn) {
+      this.turn = now;
+      this.bytes = 0;
+    }
+    this.bytes += bytes;
+    return this.bytes >= TURN_BYTES && !this.yielding;
+  }
+}
+
 export interface ClientSessionOptions {
   id: string;
   /** The tenant of an edge session; undefined for a platform session. */
@@ -63,6 +83,8 @@ export interface ClientSessionOptions {
   slowConsumerDropMs?: number;
   /** The tenant's publish rate (its plan's rate limits), shared by all its sessions in this process. */
   rate?: RateBucket;
+  /** Whether sessions share event-loop turns now (the gateway's TenantRates); absent: never. */
+  turns?: { readonly contended: boolean };
   /** Bytes the client sent after CONNECT, and bytes NATS sent after the handshake. */
   clientLeftover: Buffer;
   upstreamLeftover: Buffer;
@@ -89,14 +111,9 @@ export class ClientSession {
   private upstreamBackedUp = false;
   /** The tenant is over its rate: the client is not read until this fires. */
   private rateTimer: NodeJS.Timeout | undefined;
-  /** Bytes read from the client (from NATS) in event-loop turn `readTurn` (`upstreamTurn`). */
-  private turnBytes = 0;
-  private readTurn = -1;
-  private upstreamTurnBytes = 0;
-  private upstreamTurn = -1;
-  /** The session used its turn: the client (NATS) is read again in the next one. */
-  private yielding = false;
-  private upstreamYielding = false;
+  /** The client's (NATS's) share of the current event-loop turn; once used, it is read again in the next. */
+  private readonly clientTurn = new TurnShare();
+  private readonly upstreamTurn = new TurnShare();
 
   constructor(opts: ClientSessionOptions) {
     this.opts = opts;
@@ -159,23 +176,20 @@ export class ClientSession {
     const back = this.closed ? undefined : this.rewriter.pendingForClient();
     if (back && !this.client.write(back)) this.clientBackedUp();
     if (this.opts.rate && !this.closed) this.paceClient(this.opts.rate.charge(this.rewriter.counters.msgsIn - msgsIn, this.rewriter.counters.bytesIn - bytesIn));
-    this.yieldAfterTurn(chunk.length);
+    this.yieldAfterTurn(this.clientTurn, chunk.length, this.client, this.readClientIfFree);
   }
 
-  /** A session that read its share of this turn pauses its client until the next turn (see TURN_BYTES). */
-  private yieldAfterTurn(bytes: number): void {
-    const now = currentTurn();
-    if (now !== this.readTurn) {
-      this.readTurn = now;
-      this.turnBytes = 0;
-    }
-    this.turnBytes += bytes;
-    if (this.turnBytes < TURN_BYTES || this.yielding || this.closed) return;
-    this.yielding = true;
-    this.client.pause();
+  /**
+   * A direction that read its share of this turn is paused until the next turn (see TURN_BYTES),
+   * then read again if nothing else holds it.
+   */
+  private yieldAfterTurn(share: TurnShare, bytes: number, from: net.Socket, readIfFree: () => void): void {
+    if (!this.opts.turns?.contended || !share.spend(bytes) || this.closed) return;
+    share.yielding = true;
+    from.pause();
     setImmediate(() => {
-      this.yielding = false;
-      this.readClientIfFree();
+      share.yielding = false;
+      readIfFree();
     });
   }
 
@@ -192,9 +206,9 @@ export class ClientSession {
     }, waitMs);
   }
 
-  private readClientIfFree(): void {
-    if (!this.closed && !this.upstreamBackedUp && !this.rateTimer && !this.yielding) this.client.resume();
-  }
+  private readonly readClientIfFree = (): void => {
+    if (!this.closed && !this.upstreamBackedUp && !this.rateTimer && !this.clientTurn.yielding) this.client.resume();
+  };
 
   private onUpstreamData(chunk: Buffer): void {
     if (this.closed) return;
@@ -210,30 +224,13 @@ export class ClientSession {
       return;
     }
     if (!this.client.write(out)) this.clientBackedUp();
-    this.upstreamYieldAfterTurn(chunk.length);
-  }
-
-  /** The same share per turn for what NATS sends this session (a flood to one tenant's subscribers). */
-  private upstreamYieldAfterTurn(bytes: number): void {
-    const now = currentTurn();
-    if (now !== this.upstreamTurn) {
-      this.upstreamTurn = now;
-      this.upstreamTurnBytes = 0;
-    }
-    this.upstreamTurnBytes += bytes;
-    if (this.upstreamTurnBytes < TURN_BYTES || this.upstreamYielding || this.closed) return;
-    this.upstreamYielding = true;
-    this.upstream.pause();
-    setImmediate(() => {
-      this.upstreamYielding = false;
-      this.readUpstreamIfFree();
-    });
+    this.yieldAfterTurn(this.upstreamTurn, chunk.length, this.upstream, this.readUpstreamIfFree);
   }
 
   /** NATS is read unless the client is backed up (and not yet a slow consumer whose excess is dropped). */
-  private readUpstreamIfFree(): void {
-    if (!this.closed && !this.upstreamYielding && (this.dropping || this.slowTimer === undefined)) this.upstream.resume();
-  }
+  private readonly readUpstreamIfFree = (): void => {
+    if (!this.closed && !this.upstreamTurn.yielding && (this.dropping || this.slowTimer === undefined)) this.upstream.resume();
+  };
 
   /**
    * Whatever one session's data makes the rewriter throw ends that session only: the process and

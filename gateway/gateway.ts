@@ -547,6 +547,7 @@ export class Gateway {
         slowConsumerMs: this.config.slow_consumer_ms,
         slowConsumerDropMs: this.config.slow_consumer_drop_ms,
         ...(resolved.kind === "edge" ? { rate: this.rates.bucket(resolved.identity.tenant) } : {}),
+        turns: this.rates,
         clientLeftover: connect.rest,
         upstreamLeftover: upstream.leftover,
         lameDuckInfo: () => ({ ...this.info({ id: meta.id, remoteAddress: meta.remoteAddress }), ldm: true }),

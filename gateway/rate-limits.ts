@@ -153,6 +153,21 @@ export function fairShareStep(caps: ReadonlyMap<string, number>, busy: number, u
   return next;
 }
 
+/** Sessions keep sharing event-loop turns this long after two tenants last published together. */
+export const READ_TURNS_LINGER_MS = 1000;
+
+/**
+ * One step of the read-turn gate, a pure decision: sessions share event-loop turns (see
+ * client-session.ts) while at least two tenants publish, and for READ_TURNS_LINGER_MS after. A
+ * tenant alone would only pay for them: a pause and a resume of its socket every 16 KiB, which
+ * protects no one (under light load no session reads 16 KiB in a turn, so they cost nothing).
+ * Returns whether turns are on and when two tenants last published together.
+ */
+export function readTurnsStep(lastContendedAt: number, now: number, activeTenants: number): { on: boolean; lastContendedAt: number } {
+  const last = activeTenants >= 2 ? now : lastContendedAt;
+  return { on: now - last < READ_TURNS_LINGER_MS, lastContendedAt: last };
+}
+
 export interface TenantRatesOptions {
   dataDir: string;
   /** The plan a tenant is on now (undefined: not known here). */
@@ -175,6 +190,8 @@ export class TenantRates {
   private fairAt = performance.now();
   private loopAt = performance.eventLoopUtilization();
   private caps = new Map<string, number>();
+  private turns = false;
+  private lastContendedAt = -Infinity;
 
   constructor(opts: TenantRatesOptions) {
     this.opts = opts;
@@ -199,6 +216,10 @@ export class TenantRates {
     this.loopAt = loop;
     const usage = new Map<string, number>();
     for (const [slug, bucket] of this.buckets) usage.set(slug, bucket.takeUsage());
+    const turns = readTurnsStep(this.lastContendedAt, now, [...usage.values()].filter((n) => n > 0).length);
+    if (turns.on !== this.turns) this.opts.log.debug({ event: turns.on ? "read_turns_on" : "read_turns_off" }, turns.on ? "several tenants publish: sessions share event-loop turns" : "one tenant or none publishes: sessions read freely again");
+    this.turns = turns.on;
+    this.lastContendedAt = turns.lastContendedAt;
     const next = fairShareStep(this.caps, busy, usage, elapsed, this.opts.fairShareBusy);
     for (const [slug, cap] of next) {
       if (this.caps.get(slug) === cap) continue;
@@ -211,6 +232,11 @@ export class TenantRates {
       this.buckets.get(slug)?.setCap(undefined, now);
     }
     this.caps = next;
+  }
+
+  /** Sessions share event-loop turns now (see readTurnsStep). */
+  get contended(): boolean {
+    return this.turns;
   }
 
   /** Tenants capped by the fair share now, with their cap (messages/s). */

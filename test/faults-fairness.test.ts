@@ -7,7 +7,7 @@ import { promises as fs } from "node:fs";
 import test from "ava";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { parsePlanFile, plansFilePath, type PlanFile } from "../accounts/plans.ts";
-import { FAIR_BUSY_HIGH, FAIR_MIN_CAP, fairShareStep, RateBucket } from "../gateway/rate-limits.ts";
+import { FAIR_BUSY_HIGH, FAIR_MIN_CAP, fairShareStep, RateBucket, READ_TURNS_LINGER_MS, readTurnsStep } from "../gateway/rate-limits.ts";
 import { startDeployment, type Deployment } from "./helpers/gateway-fixture.ts";
 import { RawClient, within } from "./helpers/raw-client.ts";
 
@@ -97,7 +97,22 @@ test.serial("another tenant on an unlimited plan is not paced", async (t) => {
   t.true(spanMs < 1000, `4000 messages took ${spanMs} ms`);
 });
 
-test.serial("a flooding client is read a share per event-loop turn, not its whole backlog: every message still arrives", async (t) => {
+/** A session of `slug` that publishes a message every few ms until stopped (a neighbour at work). */
+async function trickle(slug: string): Promise<() => Promise<void>> {
+  const nc = await dep.v3(await dep.edge(slug, "trickle"));
+  const timer = setInterval(() => nc.publish("events.trickle", "t"), 5);
+  return async () => {
+    clearInterval(timer);
+    await nc.close();
+  };
+}
+
+test.serial("while two tenants publish, a flooding client is read a share per event-loop turn, not its whole backlog: every message still arrives", async (t) => {
+  // Read turns are on while at least two tenants publish: acme-corp and weighed-co trickle.
+  const on = dep.logs.lines.length;
+  const stops = await Promise.all([trickle("acme-corp"), trickle("weighed-co")]);
+  t.teardown(() => Promise.all(stops.map((stop) => stop())));
+  await dep.logs.waitFor((l) => l.event === "read_turns_on" && dep.logs.lines.indexOf(l) >= on);
   // 4 MiB of publishes in one write: without read turns the gateway would rewrite up to 2 MiB of
   // them (libuv's 32 reads of 64 KiB) before any other session's bytes in the same turn.
   const frames = 32 * 1024;
@@ -136,6 +151,19 @@ test.serial("a flooding client is read a share per event-loop turn, not its whol
   const bound = Math.ceil((64 * 1024) / frame.length);
   t.log(`most messages read in one turn: ${most} (bound ${bound}; the whole flood ${frames})`);
   t.true(most <= bound, `${most} messages were read in one event-loop turn (bound ${bound})`);
+});
+
+test("read turns: on while two tenants publish and for a second after; never for a tenant alone", (t) => {
+  let state = readTurnsStep(-Infinity, 0, 1);
+  t.false(state.on, "one tenant alone");
+  state = readTurnsStep(state.lastContendedAt, 100, 2);
+  t.true(state.on, "two tenants publish");
+  state = readTurnsStep(state.lastContendedAt, 200, 1);
+  t.true(state.on, "lingers after the neighbour went quiet");
+  state = readTurnsStep(state.lastContendedAt, 100 + READ_TURNS_LINGER_MS, 1);
+  t.false(state.on, "off a second after two last published together");
+  t.true(readTurnsStep(state.lastContendedAt, 2000, 3).on);
+  t.false(readTurnsStep(-Infinity, 2000, 0).on, "no one publishes");
 });
 
 test("the rate bucket: a second's burst at once, then the rate; the debt of one read is paid back by waiting", (t) => {

@@ -30,6 +30,8 @@ export interface BenchmarkOptions {
   cpuProfileDir?: string;
   /** The gateway to measure (a `tenant-gateway` CLI script); default: this checkout's bin/tenant-gateway.js. */
   gatewayCli?: string;
+  /** The gateway's `--workers`; default 1. Its CPU is counted over all its processes. */
+  gatewayWorkers?: number;
   /** Progress lines (stderr by default). */
   progress?: (line: string) => void;
 }
@@ -86,6 +88,7 @@ export async function runBenchmark(options: BenchmarkOptions): Promise<BenchRepo
   const deployment = await startBenchDeployment({
     dataDir: tempDir("ntg-bench-"),
     ...(options.gatewayCli ? { gatewayCli: options.gatewayCli } : {}),
+    ...(options.gatewayWorkers ? { gatewayWorkers: options.gatewayWorkers } : {}),
     ...(options.cpuProfileDir ? { gatewayNodeArgs: ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`] } : {}),
   });
   const generators: LoadGenerator[] = [];
@@ -155,6 +158,7 @@ export async function runBenchmark(options: BenchmarkOptions): Promise<BenchRepo
         note: `nats-server, the gateway, the pipe and two load generator processes all share these ${cpus.length} cores on loopback: the figures compare the paths with each other, they are not what a dedicated gateway host would do.`,
       },
       nats_server: deployment.natsVersion,
+      gateway_workers: options.gatewayWorkers ?? 1,
       node: process.version,
       client: clientVersion(options.library),
       mode: settings.mode,

@@ -4,16 +4,43 @@
  * was with work that is not the benchmark's (other jobs on a shared machine are the largest
  * source of noise).
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** /proc reports CPU time in USER_HZ ticks, 100 per second on Linux. */
 const MS_PER_TICK = 10;
 
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces; these do not). */
+function statFields(pid: number | string): string[] {
+  return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+}
+
+/** CPU time of a process and of its live children (a gateway's `--workers`), recursively. */
 export function processCpuMs(pid: number): number {
-  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * MS_PER_TICK;
+  const fields = statFields(pid);
+  let ms = (Number(fields[11]) + Number(fields[12])) * MS_PER_TICK;
+  for (const child of childrenOf(pid)) {
+    try {
+      ms += processCpuMs(child);
+    } catch {
+      // the child ended while we looked
+    }
+  }
+  return ms;
+}
+
+/** The live child processes of a process (from /proc). */
+export function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(statFields(entry)[1]) === pid) children.push(Number(entry));
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return children;
 }
 
 /** Busy CPU time of the whole machine (every core): user, nice, system, irq, softirq, steal. */

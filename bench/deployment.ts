@@ -120,6 +120,8 @@ export interface DeploymentOptions {
   gatewayLogLevel?: string;
   /** The gateway's `--tls-first` mode; every gateway client of the benchmark starts TLS at once. */
   gatewayTlsFirst?: "auto" | "always";
+  /** The gateway's `--workers` (processes sharing the listener); default 1. */
+  gatewayWorkers?: number;
 }
 
 /**
@@ -174,7 +176,7 @@ export async function startBenchDeployment(opts: DeploymentOptions): Promise<Ben
   try {
     const gateway = new JsonLineProcess(
       "gateway",
-      spawn(process.execPath, [...(opts.gatewayNodeArgs ?? []), opts.gatewayCli ?? CLI, "serve", "--listen", "127.0.0.1:0", "--nats", nats.url, "--data-dir", layout.dir, "--log-level", opts.gatewayLogLevel ?? "info", "--tls-first", opts.gatewayTlsFirst ?? "always"], {
+      spawn(process.execPath, [...(opts.gatewayNodeArgs ?? []), opts.gatewayCli ?? CLI, "serve", "--listen", "127.0.0.1:0", "--nats", nats.url, "--data-dir", layout.dir, "--log-level", opts.gatewayLogLevel ?? "info", "--tls-first", opts.gatewayTlsFirst ?? "always", "--workers", String(opts.gatewayWorkers ?? 1)], {
         // The gateway's control connection (a stock client) upgrades to TLS when NATS offers it.
         env: { ...process.env, TENANT_GATEWAY_SYNC_ON_START: "false", TENANT_GATEWAY_DRAIN_TIMEOUT_MS: "0", NODE_EXTRA_CA_CERTS: layout.rootCert },
         stdio: ["ignore", "pipe", "pipe"],

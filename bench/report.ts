@@ -74,6 +74,8 @@ export interface MemoryPoint {
 export interface BenchReport {
   machine: { cpus: number; model: string; memory_bytes: number; os: string; note: string };
   nats_server: string;
+  /** The gateway's `--workers` (absent in reports before it was recorded: 1). */
+  gateway_workers?: number;
   node: string;
   client: string;
   mode: string;
@@ -168,7 +170,7 @@ export function formatReport(report: BenchReport): string {
   const out: string[] = [];
   out.push(
     `nats-tenant-gateway benchmark (${report.mode}, ${report.repetitions} runs per figure: median (min–max))`,
-    `machine: ${report.machine.cpus} × ${report.machine.model}, ${(report.machine.memory_bytes / 2 ** 30).toFixed(0)} GiB; ${report.machine.os}; node ${report.node}; nats-server ${report.nats_server}; client ${report.client}`,
+    `machine: ${report.machine.cpus} × ${report.machine.model}, ${(report.machine.memory_bytes / 2 ** 30).toFixed(0)} GiB; ${report.machine.os}; node ${report.node}; nats-server ${report.nats_server}; client ${report.client}; gateway workers ${report.gateway_workers ?? 1}`,
     report.machine.note,
     "",
   );

@@ -9,6 +9,7 @@
  *   npm run bench -- --cpu-prof        write the gateway's CPU profile to bench/results/*.cpuprofile
  *   npm run bench -- --out <file>      where the JSON goes (default bench/results/latest.json)
  *   npm run bench -- --gateway-cli <checkout>/bin/tenant-gateway.js   measure another build of the gateway
+ *   npm run bench -- --gateway-workers 2   the gateway with --workers 2 (its CPU summed over its processes)
  *
  * Prints the table on stdout, progress on stderr.
  */
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     "cpu-prof": { type: "boolean", default: false },
     out: { type: "string" },
     "gateway-cli": { type: "string" },
+    "gateway-workers": { type: "string" },
   },
 });
 
@@ -41,6 +43,7 @@ const report = await runBenchmark({
   library: values.client as ClientLibrary,
   ...(values.only ? { only: values.only.split(",").map((s) => s.trim()).filter(Boolean) } : {}),
   ...(values["gateway-cli"] ? { gatewayCli: path.resolve(values["gateway-cli"]) } : {}),
+  ...(values["gateway-workers"] ? { gatewayWorkers: Number(values["gateway-workers"]) } : {}),
   ...(values["cpu-prof"] ? { cpuProfileDir: path.join(BENCH_DIR, "results") } : {}),
 });
 const out = values.out ?? DEFAULT_RESULTS_FILE;

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import { childrenOf } from "./cpu.ts";
 import type { BenchDeployment } from "./deployment.ts";
 import type { LoadGenerator } from "./load-generator.ts";
 import type { LatencySummary } from "./load-protocol.ts";
@@ -151,10 +152,20 @@ export async function connectionRate(ctx: ScenarioContext, path: PathEndpoint): 
 }
 
 /** Resident memory of a process, from /proc (Linux). */
+/** RSS of a process and its live children (a gateway's `--workers`). */
 export function residentBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   if (!m) throw new Error(`no VmRSS for process ${pid}`);
-  return Number(m[1]) * 1024;
+  return Number(m[1]) * 1024 + childrenOf(pid).reduce((sum, child) => sum + childResidentBytes(child), 0);
+}
+
+/** A child that is ending (or has ended) counts nothing. */
+function childResidentBytes(pid: number): number {
+  try {
+    return residentBytes(pid);
+  } catch {
+    return 0;
+  }
 }
 
 /** The process whose memory an idle connection on this path costs: nats-server itself when direct. */

@@ -197,6 +197,33 @@ export interface ServerConfigOptions {
   leafPort?: number;
 }
 
+/**
+ * The operator-mode core of a server's configuration, shared by `init`'s config and a cluster
+ * member's: the operator, the system account, the full resolver (the system account preloaded)
+ * and JetStream (`jetstreamExtra`: more lines inside its block).
+ */
+export function operatorModeLines(layout: DataLayout, material: OperatorMaterial, dirs: { resolver: string; jetstream: string }, jetstreamExtra: string[] = []): string[] {
+  const q = (s: string): string => JSON.stringify(s);
+  return [
+    `operator: ${q(new NatsFiles(layout).operatorJwt)}`,
+    `system_account: ${material.system.getPublicKey()}`,
+    "resolver: {",
+    "  type: full",
+    `  dir: ${q(dirs.resolver)}`,
+    "  allow_delete: true",
+    '  interval: "2m"',
+    '  timeout: "5s"',
+    "}",
+    "resolver_preload: {",
+    `  ${material.system.getPublicKey()}: ${q(material.systemJwt)}`,
+    "}",
+    "jetstream: {",
+    `  store_dir: ${q(dirs.jetstream)}`,
+    ...jetstreamExtra,
+    "}",
+  ];
+}
+
 /** nats-server configuration for operator mode with the full resolver; listens on loopback only by default. */
 export function renderServerConfig(layout: DataLayout, material: OperatorMaterial, opts: ServerConfigOptions): string {
   const files = new NatsFiles(layout);
@@ -207,21 +234,7 @@ export function renderServerConfig(layout: DataLayout, material: OperatorMateria
     `server_name: ${q(opts.serverName)}`,
     `listen: ${q(`${opts.host}:${opts.port}`)}`,
     `max_payload: ${opts.maxPayload}`,
-    `operator: ${q(files.operatorJwt)}`,
-    `system_account: ${material.system.getPublicKey()}`,
-    "resolver: {",
-    "  type: full",
-    `  dir: ${q(files.resolverDir)}`,
-    "  allow_delete: true",
-    '  interval: "2m"',
-    '  timeout: "5s"',
-    "}",
-    "resolver_preload: {",
-    `  ${material.system.getPublicKey()}: ${q(material.systemJwt)}`,
-    "}",
-    "jetstream: {",
-    `  store_dir: ${q(files.jetstreamDir)}`,
-    "}",
+    ...operatorModeLines(layout, material, { resolver: files.resolverDir, jetstream: files.jetstreamDir }),
     'lame_duck_duration: "30s"',
     'lame_duck_grace_period: "5s"',
   ];

@@ -10,7 +10,7 @@ import { promises as fs } from "node:fs";
 import path from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { NatsFiles, type OperatorMaterial } from "../../accounts/operator.ts";
+import { operatorModeLines, type OperatorMaterial } from "../../accounts/operator.ts";
 import type { DataLayout } from "../../pki/layout.ts";
 import { startNatsServer, type RunningNatsServer } from "./nats-server.ts";
 import { freePort } from "./cli-process.ts";
@@ -31,28 +31,12 @@ export interface ClusterOptions {
 
 /** One server's configuration: `init`'s, made a cluster member. */
 export function renderClusterNodeConfig(layout: DataLayout, material: OperatorMaterial, node: { name: string; dir: string; routePort: number; routes: number[] }, opts: ClusterOptions = {}): string {
-  const files = new NatsFiles(layout);
   const q = (s: string): string => JSON.stringify(s);
   return [
     `server_name: ${q(node.name)}`,
     'listen: "127.0.0.1:-1"',
     "max_payload: 8388608",
-    `operator: ${q(files.operatorJwt)}`,
-    `system_account: ${material.system.getPublicKey()}`,
-    "resolver: {",
-    "  type: full",
-    `  dir: ${q(path.join(node.dir, "jwt"))}`,
-    "  allow_delete: true",
-    '  interval: "2m"',
-    '  timeout: "5s"',
-    "}",
-    "resolver_preload: {",
-    `  ${material.system.getPublicKey()}: ${q(material.systemJwt)}`,
-    "}",
-    "jetstream: {",
-    `  store_dir: ${q(path.join(node.dir, "js"))}`,
-    ...(opts.syncInterval ? [`  sync_interval: ${q(opts.syncInterval)}`] : []),
-    "}",
+    ...operatorModeLines(layout, material, { resolver: path.join(node.dir, "jwt"), jetstream: path.join(node.dir, "js") }, opts.syncInterval ? [`  sync_interval: ${q(opts.syncInterval)}`] : []),
     "cluster: {",
     `  name: ${q(CLUSTER_NAME)}`,
     `  listen: "127.0.0.1:${node.routePort}"`,

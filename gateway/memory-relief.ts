@@ -7,12 +7,26 @@
  * collection runs (a few tens of milliseconds, once per crowd).
  *
  * What V8 gives back the allocator may keep: glibc's malloc holds on to the freed TLS buffers of
- * the crowd and its RSS creeps up from cycle to cycle; with jemalloc it comes back to idle (README,
- * "Memory").
+ * the crowd (OpenSSL's, outside V8's heap) and the RSS stays 60–80 MB above idle, cycle after
+ * cycle; with jemalloc preloaded it comes back to within 10 MB of idle (bench:faults, README
+ * "Faults and fairness"). `memoryAllocator()` tells which one runs; the gateway logs it at start.
  */
+import { readFileSync } from "node:fs";
 import v8 from "node:v8";
 import vm from "node:vm";
 import type { Logger } from "../common/logger.ts";
+
+/**
+ * The C allocator this process runs on: "jemalloc" when it is loaded (LD_PRELOAD, as the image
+ * does), else "system" (glibc's malloc on Debian). Read from the process's memory map.
+ */
+export function memoryAllocator(): "jemalloc" | "system" {
+  try {
+    return readFileSync("/proc/self/maps", "utf8").includes("libjemalloc") ? "jemalloc" : "system";
+  } catch {
+    return "system";
+  }
+}
 
 /** V8's own full collection; `--expose-gc` set at run time (the flag is read when a context is made). */
 function fullCollection(): () => void {

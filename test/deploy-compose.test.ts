@@ -19,6 +19,7 @@ import { Ajv } from "ajv";
 import YAML from "yaml";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { natsServerBinary } from "../accounts/nats-server-process.ts";
+import { jemallocLibrary } from "./helpers/allocator.ts";
 import { PROJECT_ROOT, runFile } from "./helpers/cli.ts";
 import { freePort } from "./helpers/cli-process.ts";
 import { until } from "./helpers/deploy.ts";
@@ -247,6 +248,9 @@ test("the image runs the compiled gateway as written: entrypoint, ports and the 
   t.regex(dockerfile, /^COPY --from=build \/src\/dist \.\/dist$/m, "the runtime stage runs dist/ (no sources: the launcher cannot fall back to tsx)");
   t.regex(dockerfile, /^EXPOSE 4222 8080$/m);
   t.is(imageEnv().TENANT_GATEWAY_DATA, "/data");
+  // jemalloc preloaded (glibc's malloc keeps a crowd's TLS buffers), linked at the path LD_PRELOAD names.
+  t.is(imageEnv().LD_PRELOAD, "/usr/local/lib/libjemalloc.so.2");
+  t.regex(dockerfile, /apt-get install -y --no-install-recommends libjemalloc2 .*\n.*ln -s "\$\(dpkg -L libjemalloc2 \| grep [^)]*\)" \/usr\/local\/lib\/libjemalloc\.so\.2/);
   const published = base.services.gateway!.ports!.map((p) => Number(p.split(":").at(-1)));
   t.deepEqual(published, [4222, 8080]);
 });
@@ -277,6 +281,8 @@ function localService(name: string, file: ComposeFile, volumes: Record<string, s
   const argv = [...entrypoint, ...(s.command ?? [])].map(local);
   if (argv[0] === "nats-server") argv[0] = natsServerBinary();
   const env = { ...(usesGatewayImage(s) ? imageEnv() : {}), ...(s.environment ?? {}) };
+  // The image's jemalloc stands here as this machine's (the same Debian package).
+  if ("LD_PRELOAD" in env) env.LD_PRELOAD = jemallocLibrary() ?? "";
   return { argv, env: { ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, local(String(v))])), TENANT_GATEWAY_CLI: CLI, APP_DIR: PROJECT_ROOT, TENANT_GATEWAY_NATS: "", TENANT_GATEWAY_CONFIG: "", ...extraEnv } };
 }
 

@@ -18,6 +18,7 @@ import { TenantService } from "../accounts/tenants.ts";
 import { issueComponentFiles } from "../pki/authority.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
+import { jemallocLibrary } from "./helpers/allocator.ts";
 import { CLI } from "./helpers/cli.ts";
 import { startNatsServer, type RunningNatsServer } from "./helpers/nats-server.ts";
 import { tempDir } from "./helpers/tmp.ts";
@@ -244,4 +245,22 @@ test("--workers 2: two gateway processes share the port, sessions spread over bo
   run.child.kill("SIGTERM");
   const { code } = await within(run.exited, DRAIN_TIMEOUT_MS + PROCESS_MARGIN_MS, "the primary exiting");
   t.is(code, 0, run.stderr());
+});
+
+test("the listening line names the C allocator: jemalloc when preloaded, else the system's, with a hint", async (t) => {
+  const library = jemallocLibrary();
+  if (!library) return t.fail("libjemalloc.so.2 is not installed (.ci/run installs libjemalloc2)");
+  const args = ["--listen", "127.0.0.1:0", "--nats", nats.url, "--data-dir", layout.dir];
+  for (const [env, allocator] of [[{}, "system"], [{ LD_PRELOAD: library }, "jemalloc"]] as const) {
+    const run = serve(args, { TENANT_GATEWAY_SYNC_ON_START: "false", ...env });
+    t.teardown(() => {
+      if (run.child.exitCode === null) run.child.kill("SIGKILL");
+    });
+    const listening = await run.line((l) => l.event === "listening");
+    t.is(listening.allocator, allocator);
+    // The hint comes before "listening", so it has been read by now if it was logged.
+    t.is(run.lines.some((l) => l.event === "allocator_hint"), allocator === "system", `hint with ${allocator}`);
+    run.child.kill("SIGTERM");
+    t.is((await run.exited).code, 0);
+  }
 });

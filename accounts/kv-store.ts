@@ -49,6 +49,15 @@ export class KvTenantStore implements TenantStore {
   private readonly nc: NatsConnection;
   private readonly ownsConnection: boolean;
 
+  /** The bucket's stream, and the subject prefix of its keys. */
+  private get stream(): string {
+    return `KV_${this.bucket}`;
+  }
+
+  private get subjectPrefix(): string {
+    return `$KV.${this.bucket}.`;
+  }
+
   private constructor(nc: NatsConnection, kv: KV, jsm: JetStreamManager, masterKey: MasterKey, bucket: string, ownsConnection: boolean) {
     this.nc = nc;
     this.kv = kv;
@@ -89,8 +98,8 @@ export class KvTenantStore implements TenantStore {
    * request. Deleted keys (markers) are skipped by the readers.
    */
   private async keysUnder(prefix: string, oneToken: boolean): Promise<string[]> {
-    const subjectPrefix = `$KV.${this.bucket}.${prefix}`;
-    const info = await this.jsm.streams.info(`KV_${this.bucket}`, { subjects_filter: `${subjectPrefix}${oneToken ? "*" : ">"}` });
+    const subjectPrefix = `${this.subjectPrefix}${prefix}`;
+    const info = await this.jsm.streams.info(this.stream, { subjects_filter: `${subjectPrefix}${oneToken ? "*" : ">"}` });
     return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(subjectPrefix.length));
   }
 
@@ -145,7 +154,7 @@ export class KvTenantStore implements TenantStore {
   }
 
   private async lastRevision(): Promise<number> {
-    return (await this.jsm.streams.info(`KV_${this.bucket}`)).state.last_seq;
+    return (await this.jsm.streams.info(this.stream)).state.last_seq;
   }
 
   /**
@@ -200,17 +209,16 @@ export class KvTenantStore implements TenantStore {
    */
   private async fillGap(key: string, from: number, to: number, onEntry: (entry: { key: string; operation: string; revision: number }) => void): Promise<void> {
     if (to - from > MAX_GAP_CHECK) return;
-    const prefix = `$KV.${this.bucket}.`;
     const matches = key.endsWith(">") ? (k: string) => k.startsWith(key.slice(0, -1)) : (k: string) => k === key;
     for (let seq = from; seq < to; seq++) {
       let msg;
       try {
-        msg = await this.jsm.streams.getMessage(`KV_${this.bucket}`, { seq });
+        msg = await this.jsm.streams.getMessage(this.stream, { seq });
       } catch {
         return;
       }
-      if (!msg || !msg.subject.startsWith(prefix)) continue;
-      const entryKey = msg.subject.slice(prefix.length);
+      if (!msg || !msg.subject.startsWith(this.subjectPrefix)) continue;
+      const entryKey = msg.subject.slice(this.subjectPrefix.length);
       if (matches(entryKey)) onEntry({ key: entryKey, operation: msg.header?.get(KV_OPERATION_HEADER) || "PUT", revision: seq });
     }
   }

@@ -13,6 +13,7 @@ import { CodedError } from "../common/coded-error.ts";
 import { ajv, describeAjvErrors } from "../common/schema.ts";
 import { DataLayout } from "../pki/layout.ts";
 import type { TlsFirstMode } from "./listener.ts";
+import { FAIR_BUSY_HIGH } from "./rate-limits.ts";
 
 export interface GatewayConfig {
   listen: string;
@@ -115,7 +116,7 @@ export const DEFAULT_CONFIG: GatewayConfig = {
   drain_timeout_ms: 20_000,
   lame_duck_grace_ms: 5000,
   memory_relief_ms: 10_000,
-  fair_share_busy: 0.8,
+  fair_share_busy: FAIR_BUSY_HIGH,
   nats_wait_ms: 0,
   log_level: "info",
   sync_on_start: true,

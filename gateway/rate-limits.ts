@@ -113,8 +113,8 @@ export class RateBucket {
 
 /** How often the fair share looks at the event loop and the tenants' publishing. */
 export const FAIR_INTERVAL_MS = 100;
-/** Event-loop utilisation (busy share of the interval) at which the process counts as saturated. */
-export const FAIR_BUSY_HIGH = 0.9;
+/** Event-loop utilisation (busy share of the interval) at which the process counts as saturated: `fair_share_busy`'s default. */
+export const FAIR_BUSY_HIGH = 0.8;
 /** Caps are raised again only below the saturation mark by this much. */
 const FAIR_BUSY_HYSTERESIS = 0.2;
 /** A saturated step lowers the heaviest tenant's cap to this share of what it published. */

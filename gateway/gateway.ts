@@ -60,7 +60,7 @@ const RESUME_WINDOW_MS = 10_000;
 /** How often the server certificate's files are looked at for a change. */
 const TLS_RELOAD_POLL_MS = 2000;
 /** Shutdown: the most each closing step (flushing audit records, closing the control connection) may take. */
-const SHUTDOWN_STEP_MS = 2000;
+export const SHUTDOWN_STEP_MS = 2000;
 
 /** What the gateway tells clients in INFO, mirroring the upstream server where clients care. */
 interface UpstreamFacts {

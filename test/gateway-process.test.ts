@@ -19,6 +19,7 @@ import { issueComponentFiles } from "../pki/authority.ts";
 import { DataLayout } from "../pki/layout.ts";
 import { tenantStreamProvisioner } from "../streams/provisioner.ts";
 import { jemallocLibrary } from "./helpers/allocator.ts";
+import { SHUTDOWN_STEP_MS } from "../gateway/gateway.ts";
 import { CLI } from "./helpers/cli.ts";
 import { startNatsServer, type RunningNatsServer } from "./helpers/nats-server.ts";
 import { tempDir } from "./helpers/tmp.ts";
@@ -243,7 +244,12 @@ test("--workers 2: two gateway processes share the port, sessions spread over bo
   t.is((await sub[Symbol.asyncIterator]().next()).value?.string(), "hello");
 
   run.child.kill("SIGTERM");
-  const { code } = await within(run.exited, DRAIN_TIMEOUT_MS + PROCESS_MARGIN_MS, "the primary exiting");
+  // Each worker drains, then closes its audit flush and control connection (SHUTDOWN_STEP_MS each at most).
+  const bound = DRAIN_TIMEOUT_MS + 2 * SHUTDOWN_STEP_MS + PROCESS_MARGIN_MS;
+  const shutdownLines = (): string => JSON.stringify(run.lines.filter((l) => /shutdown|drain|worker|exit|stop/.test(String(l.event))));
+  const { code } = await within(run.exited, bound, "the primary exiting").catch((err: Error) => {
+    throw new Error(`${err.message}; shutdown log: ${shutdownLines()}`);
+  });
   t.is(code, 0, run.stderr());
 });
 

@@ -15,6 +15,8 @@
 import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
+import { READ_PACED_COLLECTION } from "./memory-relief.ts";
+import { OUTPUT_SLABS, writeLent } from "./protocol/slab-pool.ts";
 import type { RateBucket } from "./rate-limits.ts";
 import { errFrame, type RewriterEvents, type SessionCounters, type SessionEnd, type SessionRewriter } from "./session-rewriter.ts";
 
@@ -160,6 +162,7 @@ export class ClientSession {
   }
 
   private onClientData(chunk: Buffer): void {
+    READ_PACED_COLLECTION.read(chunk.length);
     if (this.closed) return;
     const { msgsIn, bytesIn } = this.rewriter.counters;
     let out: Buffer | undefined;
@@ -168,7 +171,8 @@ export class ClientSession {
     } catch (err) {
       return this.internalError("client", err);
     }
-    if (out && !this.closed && !this.upstream.write(out)) {
+    if (out && this.closed) OUTPUT_SLABS.giveBack(out);
+    else if (out && !writeLent(this.upstream, out)) {
       this.upstreamBackedUp = true;
       this.client.pause();
     }
@@ -211,6 +215,7 @@ export class ClientSession {
   };
 
   private onUpstreamData(chunk: Buffer): void {
+    READ_PACED_COLLECTION.read(chunk.length);
     if (this.closed) return;
     let out: Buffer | undefined;
     try {
@@ -218,12 +223,13 @@ export class ClientSession {
     } catch (err) {
       return this.internalError("nats", err);
     }
-    if (!out || this.closed) return;
+    if (!out) return;
+    if (this.closed) return OUTPUT_SLABS.giveBack(out);
     if (this.dropping && this.client.writableLength >= SLOW_CONSUMER_BUFFER) {
       this.droppedBytes += out.length;
-      return;
+      return OUTPUT_SLABS.giveBack(out);
     }
-    if (!this.client.write(out)) this.clientBackedUp();
+    if (!writeLent(this.client, out)) this.clientBackedUp();
     this.yieldAfterTurn(this.upstreamTurn, chunk.length, this.upstream, this.readUpstreamIfFree);
   }
 

@@ -13,6 +13,7 @@
 import type net from "node:net";
 import type tls from "node:tls";
 import type { Logger } from "../common/logger.ts";
+import { READ_PACED_COLLECTION } from "./memory-relief.ts";
 import { OutputBuffer } from "./protocol/encoder.ts";
 import { frameString, ServerVerb } from "./protocol/frames.ts";
 import { ServerProtocolParser } from "./protocol/parser.ts";
@@ -95,8 +96,14 @@ export class LeafSession {
 
   start(): void {
     const { site, hub, jetStream } = this;
-    site.on("data", (chunk: Buffer) => this.guard("site", () => this.rewriter.siteData(chunk)));
-    hub.on("data", (chunk: Buffer) => this.guard("nats", () => this.rewriter.hubData(chunk)));
+    site.on("data", (chunk: Buffer) => {
+      READ_PACED_COLLECTION.read(chunk.length);
+      this.guard("site", () => this.rewriter.siteData(chunk));
+    });
+    hub.on("data", (chunk: Buffer) => {
+      READ_PACED_COLLECTION.read(chunk.length);
+      this.guard("nats", () => this.rewriter.hubData(chunk));
+    });
     site.on("drain", () => this.siteDrained());
     hub.on("drain", () => this.resumeSite());
     site.once("close", () => this.close("the site closed the connection"));

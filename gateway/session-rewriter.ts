@@ -6,6 +6,7 @@
  */
 import { ClientVerb, frameString, ServerVerb, type ClientFrame, type ProtocolError, type ServerFrame } from "./protocol/frames.ts";
 import { OutputBuffer } from "./protocol/encoder.ts";
+import { OUTPUT_SLABS } from "./protocol/slab-pool.ts";
 import { ClientProtocolParser, ServerProtocolParser } from "./protocol/parser.ts";
 import { refusalText, SubjectVerdict } from "./subject-rules.ts";
 import { sessionFaultMarker } from "../common/fault.ts";
@@ -48,9 +49,13 @@ export interface RewriterEvents {
 export interface SessionRewriter {
   readonly counters: SessionCounters;
   readonly ended: SessionEnd | undefined;
-  /** Client bytes in; the bytes to send to NATS (or undefined). Check `ended` afterwards, and `pendingForClient` (refusals). */
+  /**
+   * Client bytes in; the bytes to send to NATS (or undefined). Check `ended` afterwards, and
+   * `pendingForClient` (refusals). The bytes may be on loan from OUTPUT_SLABS: hand them to
+   * `giveBack` once the socket has written them (or at once if they are not written).
+   */
   clientData(chunk: Buffer): Buffer | undefined;
-  /** NATS bytes in; the bytes to send to the client (or undefined). */
+  /** NATS bytes in; the bytes to send to the client (or undefined), on loan as with `clientData`. */
   upstreamData(chunk: Buffer): Buffer | undefined;
   /** Whatever is still buffered for the client, e.g. before closing. */
   pendingForClient(): Buffer | undefined;
@@ -95,8 +100,9 @@ const SLAB_BYTES = 256;
  */
 export abstract class FrameRewriter implements SessionRewriter {
   readonly counters: SessionCounters = { msgsIn: 0, bytesIn: 0, msgsOut: 0, bytesOut: 0, dropped: 0, refused: 0, jsApi: 0, jsRefused: 0 };
-  protected readonly toUpstream = new OutputBuffer(SLAB_BYTES);
-  protected readonly toClient = new OutputBuffer(SLAB_BYTES);
+  /** What `clientData` and `upstreamData` return may be on loan from OUTPUT_SLABS: give it back once written. */
+  protected readonly toUpstream = new OutputBuffer(SLAB_BYTES, OUTPUT_SLABS);
+  protected readonly toClient = new OutputBuffer(SLAB_BYTES, OUTPUT_SLABS);
   protected readonly events: RewriterEvents;
   private readonly clientParser: ClientProtocolParser;
   private readonly upstreamParser: ServerProtocolParser;
@@ -132,7 +138,9 @@ export abstract class FrameRewriter implements SessionRewriter {
     // Rewritten PUBs grow by two prefixes each: half the read again is room for frames of 40 bytes.
     this.toUpstream.reserve(chunk.length + (chunk.length >> 1) + 64);
     this.clientParser.parse(chunk);
-    return this.toUpstream.length > 0 ? this.toUpstream.take() : undefined;
+    if (this.toUpstream.length > 0) return this.toUpstream.take();
+    this.toUpstream.release();
+    return undefined;
   }
 
   upstreamData(chunk: Buffer): Buffer | undefined {
@@ -140,7 +148,9 @@ export abstract class FrameRewriter implements SessionRewriter {
     // Messages lose their prefix on the way to the client: never more than the read.
     this.toClient.reserve(chunk.length + 64);
     this.upstreamParser.parse(chunk);
-    return this.toClient.length > 0 ? this.toClient.take() : undefined;
+    if (this.toClient.length > 0) return this.toClient.take();
+    this.toClient.release();
+    return undefined;
   }
 
   pendingForClient(): Buffer | undefined {

@@ -8,6 +8,8 @@
  * frame. The encoders trust their arguments: subjects are validated before they get here.
  */
 
+import type { SlabPool } from "./slab-pool.ts";
+
 const NO_BYTES = Buffer.alloc(0);
 
 const SP = 0x20;
@@ -135,17 +137,25 @@ export class SubjectBytes {
  */
 export class OutputBuffer {
   private readonly slabSize: number;
+  private readonly pool: SlabPool | undefined;
   private store: Uint8Array = NO_BYTES;
+  /** The store is on loan from the pool and not taken yet: it goes back when replaced. */
+  private storeLent = false;
   /** The store again, for writing two or four bytes at a time. */
   private view: DataView = new DataView(NO_BYTES.buffer);
   /** First byte not yet taken. */
   private begin = 0;
   private pos = 0;
 
-  /** @param slabSize bytes allocated at a time; one slab, partly used, stays with the buffer. */
-  constructor(slabSize = 64 * 1024) {
+  /**
+   * @param slabSize bytes allocated at a time; one slab, partly used, stays with the buffer.
+   * @param pool where `reserve` borrows large stores from; what `take()` returns then belongs to
+   *   the pool, and the taker gives it back once the socket has written it (see SlabPool).
+   */
+  constructor(slabSize = 64 * 1024, pool?: SlabPool) {
     if (!Number.isInteger(slabSize) || slabSize < 64) throw new RangeError(`slabSize must be an integer of at least 64, got ${slabSize}`);
     this.slabSize = slabSize;
+    this.pool = pool;
   }
 
   /** Bytes written since the last `take()`. */
@@ -158,8 +168,14 @@ export class OutputBuffer {
     const taken = Buffer.from(this.store.buffer, this.store.byteOffset + this.begin, this.pos - this.begin);
     // The store goes with what was taken: the next read reserves its own, sized for it, and a
     // session that has gone quiet holds no buffer at all.
+    this.storeLent = false;
     this.replaceStore(NO_BYTES);
     return taken;
+  }
+
+  /** Lets go of the store when nothing is waiting in it (a read that produced no frames), so that a quiet session holds none. */
+  release(): void {
+    if (this.pos === this.begin && this.store !== NO_BYTES) this.replaceStore(NO_BYTES);
   }
 
   /**
@@ -169,9 +185,11 @@ export class OutputBuffer {
   reserve(n: number): void {
     if (this.pos + n <= this.store.length) return;
     const pending = this.pos - this.begin;
-    const next = Buffer.allocUnsafe(Math.max(this.slabSize, pending + n));
+    const size = Math.max(this.slabSize, pending + n);
+    const lent = this.pool?.lend(size);
+    const next = lent ?? Buffer.allocUnsafe(size);
     if (pending > 0) next.set(this.store.subarray(this.begin, this.pos));
-    this.replaceStore(next);
+    this.replaceStore(next, lent !== undefined);
     this.pos = pending;
   }
 
@@ -367,7 +385,10 @@ export class OutputBuffer {
     this.pos = pending;
   }
 
-  private replaceStore(store: Uint8Array): void {
+  /** `lent`: the new store is on loan from the pool. A lent store that was never taken goes back (no socket has seen it). */
+  private replaceStore(store: Uint8Array, lent = false): void {
+    if (this.storeLent) this.pool!.giveBack(this.store);
+    this.storeLent = lent;
     this.store = store;
     this.view = new DataView(store.buffer, store.byteOffset, store.length);
     this.begin = 0;

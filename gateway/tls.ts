@@ -6,6 +6,7 @@
 import { X509Certificate } from "node:crypto";
 import tls from "node:tls";
 import { readTextFile } from "../common/files.ts";
+import { Remembered } from "../common/remembered.ts";
 import type { DataLayout } from "../pki/layout.ts";
 
 export interface GatewayTlsMaterial {
@@ -27,22 +28,36 @@ export async function loadGatewayTls(layout: DataLayout): Promise<GatewayTlsMate
   return { context, root: new X509Certificate(rootPem), platformCa: new X509Certificate(platformPem) };
 }
 
+/**
+ * Certificates parsed on earlier handshakes, by SHA-256 fingerprint: components reconnect with the
+ * same chain, and parsing one costs about as much as the rest of identifying the client.
+ */
+const PARSED = new Remembered<X509Certificate>(4096);
+
+function parsed(peer: tls.PeerCertificate): X509Certificate {
+  let cert = PARSED.get(peer.fingerprint256);
+  if (!cert) {
+    cert = new X509Certificate(peer.raw);
+    PARSED.set(peer.fingerprint256, cert);
+  }
+  return cert;
+}
+
 /** The certificates the client sent: its leaf, and whatever chain came with it. */
 export function peerCertificates(socket: tls.TLSSocket): { leaf: X509Certificate | undefined; chain: X509Certificate[] } {
   // getPeerCertificate(true) first: on Node 20, after getPeerX509Certificate() the detailed
   // object comes back without its issuer chain.
   let detailed = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
   if (!detailed || !detailed.raw) return { leaf: undefined, chain: [] };
-  const leaf = new X509Certificate(detailed.raw);
+  const leaf = parsed(detailed);
   const chain: X509Certificate[] = [];
-  const seen = new Set<string>([leaf.fingerprint256]);
+  const seen = new Set<string>([detailed.fingerprint256]);
   while (detailed && detailed.raw) {
     const next: tls.DetailedPeerCertificate | undefined = detailed.issuerCertificate;
     if (!next || !next.raw || next === detailed) break;
-    const cert = new X509Certificate(next.raw);
-    if (seen.has(cert.fingerprint256)) break;
-    seen.add(cert.fingerprint256);
-    chain.push(cert);
+    if (seen.has(next.fingerprint256)) break;
+    seen.add(next.fingerprint256);
+    chain.push(parsed(next));
     detailed = next;
   }
   return { leaf, chain };

@@ -10,7 +10,7 @@
  */
 import type { X509Certificate } from "node:crypto";
 import { CodedError } from "../common/coded-error.ts";
-import { commonNameOf, isClientCertificate, spkiSha256 } from "./certificates.ts";
+import { commonNameOf, isClientCertificate, signedBy, spkiSha256 } from "./certificates.ts";
 import { NameError, parseCommonName } from "./names.ts";
 
 export type IdentityErrorCode =
@@ -112,7 +112,7 @@ function findIssuer(leaf: X509Certificate, chain: readonly X509Certificate[], tr
     }
     throw new IdentityError("unknown_issuer", `certificate issuer "${commonNameOf(leaf.issuer) ?? leaf.issuer}" is not a CA under the platform root`);
   }
-  const issuer = candidates.find((c) => c.ca && leaf.verify(c.publicKey));
+  const issuer = candidates.find((c) => c.ca && signedBy(leaf, c));
   if (!issuer) {
     throw new IdentityError("bad_signature", `certificate signature does not verify with the key of its named issuer "${commonNameOf(leaf.issuer) ?? leaf.issuer}"`);
   }
@@ -126,7 +126,7 @@ function checkIssuedByRoot(ca: X509Certificate, root: X509Certificate, now: Date
   if (ca.issuer !== root.subject) {
     throw new IdentityError("unknown_issuer", `issuing CA "${commonNameOf(ca.subject) ?? ca.subject}" is not issued by the platform root "${commonNameOf(root.subject)}"`);
   }
-  if (!ca.verify(root.publicKey)) {
+  if (!signedBy(ca, root)) {
     throw new IdentityError("unknown_issuer", `issuing CA "${commonNameOf(ca.subject) ?? ca.subject}" does not verify against the platform root (a CA from another root with the same name)`);
   }
   checkValidity(ca, now, `issuing CA "${commonNameOf(ca.subject)}"`);

@@ -10,7 +10,7 @@
  * a chain the client sent).
  */
 import type { X509Certificate } from "node:crypto";
-import { commonNameOf, isClientCertificate } from "./certificates.ts";
+import { commonNameOf, isClientCertificate, signedBy } from "./certificates.ts";
 import { IdentityError, type EdgeIdentity, type TrustStore } from "./identity.ts";
 import { CN_SUFFIX } from "./names.ts";
 
@@ -30,7 +30,7 @@ export function identifyLegacy(leaf: X509Certificate | undefined, trust: TrustSt
   const cn = commonNameOf(leaf.subject);
   const component = cn === undefined ? undefined : LEGACY_CN.exec(cn)?.[1];
   if (cn === undefined || component === undefined) return undefined;
-  const issuer = trust.casBySubject(leaf.issuer).find((ca) => ca.kind === "platform" && leaf.verify(ca.cert.publicKey));
+  const issuer = trust.casBySubject(leaf.issuer).find((ca) => ca.kind === "platform" && signedBy(leaf, ca.cert));
   if (!issuer) return undefined;
   if (now.getTime() < new Date(leaf.validFrom).getTime()) throw new IdentityError("not_yet_valid", `certificate "${cn}" is not valid before ${new Date(leaf.validFrom).toISOString()}`);
   if (now.getTime() > new Date(leaf.validTo).getTime()) throw new IdentityError("expired", `certificate "${cn}" expired at ${new Date(leaf.validTo).toISOString()}`);

@@ -70,6 +70,8 @@ class TurnShare {
   }
 }
 
+type StartupOption = "clientLeftover" | "upstreamLeftover" | "infoUpdate";
+
 export interface ClientSessionOptions {
   id: string;
   /** The tenant of an edge session; undefined for a platform session. */
@@ -102,7 +104,16 @@ export class ClientSession {
   private readonly upstream: net.Socket;
   private readonly log: Logger;
   private readonly rewriter: SessionRewriter;
-  private readonly opts: ClientSessionOptions;
+  private readonly slowConsumerMs: number;
+  private readonly slowConsumerDropMs: number;
+  private readonly rate: RateBucket | undefined;
+  private readonly turns: { readonly contended: boolean } | undefined;
+  private readonly onClose: ClientSessionOptions["onClose"];
+  /**
+   * What only `start()` needs: let go of once started, so that an idle session does not keep the
+   * handshake's reads (the leftovers are views of whole socket reads) or the INFO it sent.
+   */
+  private startup: Pick<ClientSessionOptions, StartupOption> | undefined;
   private closed = false;
   private slowTimer: NodeJS.Timeout | undefined;
   private dropTimer: NodeJS.Timeout | undefined;
@@ -118,20 +129,27 @@ export class ClientSession {
   private readonly upstreamTurn = new TurnShare();
 
   constructor(opts: ClientSessionOptions) {
-    this.opts = opts;
+    this.slowConsumerMs = opts.slowConsumerMs;
+    this.slowConsumerDropMs = opts.slowConsumerDropMs ?? 0;
+    this.rate = opts.rate;
+    this.turns = opts.turns;
+    this.onClose = opts.onClose;
+    this.startup = { clientLeftover: opts.clientLeftover, upstreamLeftover: opts.upstreamLeftover, ...(opts.infoUpdate ? { infoUpdate: opts.infoUpdate } : {}) };
     this.id = opts.id;
     this.slug = opts.slug;
     this.client = opts.client;
     this.upstream = opts.upstream;
     this.log = opts.log;
+    // The closures below keep only these, not the options (whose leftovers are whole socket reads).
     const log = opts.log;
+    const lameDuckInfo = opts.lameDuckInfo;
     this.rewriter = opts.rewriter({
       ended: (end) => this.ended(end),
       refused: (refusal) => this.refused(refusal),
       dropped: (kind, subject) => log.warn({ event: kind === "subject" ? "foreign_subject_dropped" : "foreign_reply_dropped", subject }, "NATS delivered a subject this session does not own; dropped"),
       jetStreamRefused: (api, code, reason, description) => log.info({ event: "jetstream_api_refused", api, code, reason }, description),
       natsError: (text) => log.info({ event: "nats_error", error: text }, "NATS reported an error to the session"),
-      natsLameDuck: () => this.lameDuck(opts.lameDuckInfo()),
+      natsLameDuck: () => this.lameDuck(lameDuckInfo()),
     });
   }
 
@@ -152,9 +170,11 @@ export class ClientSession {
     upstream.once("close", () => this.close(UPSTREAM_CLOSED));
     client.on("error", (err) => this.log.debug({ err: err.message }, "client socket error"));
     upstream.on("error", (err) => this.log.debug({ err: err.message }, "upstream socket error"));
-    if (this.opts.infoUpdate) this.rewriter.infoAfterFirstPong(this.opts.infoUpdate);
-    if (this.opts.upstreamLeftover.length > 0) this.onUpstreamData(this.opts.upstreamLeftover);
-    if (this.opts.clientLeftover.length > 0) this.onClientData(this.opts.clientLeftover);
+    const startup = this.startup!;
+    this.startup = undefined;
+    if (startup.infoUpdate) this.rewriter.infoAfterFirstPong(startup.infoUpdate);
+    if (startup.upstreamLeftover.length > 0) this.onUpstreamData(startup.upstreamLeftover);
+    if (startup.clientLeftover.length > 0) this.onClientData(startup.clientLeftover);
     if (!this.closed) {
       client.resume();
       upstream.resume();
@@ -179,7 +199,7 @@ export class ClientSession {
     // Refusals (-ERR) of frames in this read go straight back to the client.
     const back = this.closed ? undefined : this.rewriter.pendingForClient();
     if (back && !this.client.write(back)) this.clientBackedUp();
-    if (this.opts.rate && !this.closed) this.paceClient(this.opts.rate.charge(this.rewriter.counters.msgsIn - msgsIn, this.rewriter.counters.bytesIn - bytesIn));
+    if (this.rate && !this.closed) this.paceClient(this.rate.charge(this.rewriter.counters.msgsIn - msgsIn, this.rewriter.counters.bytesIn - bytesIn));
     this.yieldAfterTurn(this.clientTurn, chunk.length, this.client, this.readClientIfFree);
   }
 
@@ -188,7 +208,7 @@ export class ClientSession {
    * then read again if nothing else holds it.
    */
   private yieldAfterTurn(share: TurnShare, bytes: number, from: net.Socket, readIfFree: () => void): void {
-    if (!this.opts.turns?.contended || !share.spend(bytes) || this.closed) return;
+    if (!this.turns?.contended || !share.spend(bytes) || this.closed) return;
     share.yielding = true;
     from.pause();
     setImmediate(() => {
@@ -204,7 +224,7 @@ export class ClientSession {
     this.rateTimer = setTimeout(() => {
       this.rateTimer = undefined;
       // Other sessions of the tenant may have spent what came back meanwhile.
-      const more = this.opts.rate?.charge(0, 0) ?? 0;
+      const more = this.rate?.charge(0, 0) ?? 0;
       if (more > 0) this.paceClient(more);
       else this.readClientIfFree();
     }, waitMs);
@@ -255,10 +275,10 @@ export class ClientSession {
       this.slowTimer = undefined;
       this.log.warn({ event: "slow_consumer", pending_bytes: this.client.writableLength, dropped_bytes: this.droppedBytes }, "client could not keep up; disconnecting");
       this.close("slow consumer");
-    }, this.opts.slowConsumerMs);
+    }, this.slowConsumerMs);
     this.slowTimer.unref();
-    const dropMs = this.opts.slowConsumerDropMs ?? 0;
-    if (dropMs > 0 && dropMs < this.opts.slowConsumerMs) {
+    const dropMs = this.slowConsumerDropMs;
+    if (dropMs > 0 && dropMs < this.slowConsumerMs) {
       this.dropTimer = setTimeout(() => {
         this.dropTimer = undefined;
         if (this.closed || !this.slowTimer) return;
@@ -324,7 +344,7 @@ export class ClientSession {
       setTimeout(() => this.upstream.destroy(), LINGER_MS).unref();
     } else this.upstream.destroy();
     this.rewriter.closed?.();
-    this.opts.onClose(this, reason);
+    this.onClose(this, reason);
   }
 
   get isClosed(): boolean {

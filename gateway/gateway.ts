@@ -571,7 +571,7 @@ export class Gateway {
       this.sessionSockets.set(session, socket);
       this.stats.sessions = this.sessions.size;
       this.relief?.opened(this.sessions.size);
-      this.sessionFacts.set(session, { ...sessionFactsOf(resolved), remote, nats: upstream.server.url, tls_first: meta.tlsFirst, started_at: new Date().toISOString() });
+      this.sessionFacts.set(session, sessionFactsOf(resolved, remote, upstream.server.url, meta.tlsFirst));
       const legacy = resolved.kind === "edge" && resolved.legacy === true;
       this.audit(true, { session: sessionId, ...plan.fields, remote, nats: upstream.server.url, tls_first: meta.tlsFirst, handshake_ms: Date.now() - meta.acceptedAt, ...(legacy ? { legacy } : {}) });
       if (legacy) {
@@ -818,10 +818,12 @@ async function templateStores(dataDir: string): Promise<TenantStores> {
 }
 
 /** Who a session is, for the operator's view of it. */
-function sessionFactsOf(resolved: Admitted<TenantEntry>): Pick<SessionFacts, "kind" | "tenant" | "component" | "partition" | "platform" | "cn"> {
-  if (resolved.kind === "platform") return { kind: "platform", platform: resolved.identity.name, cn: resolved.identity.cn };
+/** Built as one literal: kept for the session's life, its fields then sit inside the object (no separate property store). */
+function sessionFactsOf(resolved: Admitted<TenantEntry>, remote: string, nats: string, tlsFirst: boolean): SessionFacts {
+  const started_at = new Date().toISOString();
+  if (resolved.kind === "platform") return { kind: "platform", platform: resolved.identity.name, cn: resolved.identity.cn, remote, nats, tls_first: tlsFirst, started_at };
   const { identity } = resolved;
-  return { kind: "edge", tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn };
+  return { kind: "edge", tenant: identity.tenant, component: identity.component, partition: identity.partition, cn: identity.cn, remote, nats, tls_first: tlsFirst, started_at };
 }
 
 /** Closes a client's connection without an -ERR: to a stock client, a failed attempt to retry at its own pace. */

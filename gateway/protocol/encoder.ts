@@ -11,6 +11,7 @@
 import type { SlabPool } from "./slab-pool.ts";
 
 const NO_BYTES = Buffer.alloc(0);
+const NO_VIEW = new DataView(new ArrayBuffer(0));
 
 const SP = 0x20;
 const QUOTE = 0x27;
@@ -142,7 +143,7 @@ export class OutputBuffer {
   /** The store is on loan from the pool and not taken yet: it goes back when replaced. */
   private storeLent = false;
   /** The store again, for writing two or four bytes at a time. */
-  private view: DataView = new DataView(NO_BYTES.buffer);
+  private view: DataView = NO_VIEW;
   /** First byte not yet taken. */
   private begin = 0;
   private pos = 0;
@@ -390,7 +391,7 @@ export class OutputBuffer {
     if (this.storeLent) this.pool!.giveBack(this.store);
     this.storeLent = lent;
     this.store = store;
-    this.view = new DataView(store.buffer, store.byteOffset, store.length);
+    this.view = store.length === 0 ? NO_VIEW : new DataView(store.buffer, store.byteOffset, store.length);
     this.begin = 0;
     this.pos = 0;
   }

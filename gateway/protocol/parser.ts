@@ -85,6 +85,7 @@ const SCRATCH_KEEP = 64 * 1024;
 const SCRATCH_MIN = 1024;
 
 const NO_BYTES = Buffer.alloc(0);
+const NO_VIEW = new DataView(new ArrayBuffer(0));
 
 function word(text: string): Uint8Array {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
@@ -152,7 +153,7 @@ abstract class ProtocolParser {
   protected readonly argEnd = new Int32Array(MAX_ARGS);
   protected lineEnd = -1;
   private viewBuf: Buffer = NO_BYTES;
-  private view: DataView = new DataView(NO_BYTES.buffer);
+  private view: DataView = NO_VIEW;
   /** A whole-line argument (JSON, error text), see `trimRest`. */
   protected restStart = -1;
   protected restEnd = -1;
@@ -207,6 +208,10 @@ abstract class ProtocolParser {
     } catch (err) {
       this.stop();
       throw err;
+    } finally {
+      // The read is done with: an idle session keeps no view of it (nor the read's memory).
+      this.viewBuf = NO_BYTES;
+      this.view = NO_VIEW;
     }
   }
 

@@ -2,13 +2,13 @@
  * Output slabs that go back to work once a socket has written them.
  *
  * A session writes the frames of one read into one buffer and hands it to one `socket.write`.
- * Allocating that buffer anew for every read (24–64 KiB each, outside V8's heap) made V8 run full
- * mark-compact collections for the external memory alone whenever the buffers lived long enough to
- * be promoted (a client that is behind holds them): 29–40 full collections in a 9 s pub→sub run at
- * 1 KiB against 2 in a run where they did not, and twice the CPU per message. A slab lent here
- * comes back when the write's callback reports success — the stream is then done with the bytes
- * (net: they are in the kernel; TLS: they are encrypted and sent) — and the next read of any
- * session reuses it.
+ * Allocated anew for every read (24–64 KiB each, outside V8's heap), those buffers added to the
+ * ones Node allocates for every read, and V8 frees such memory only in a collection: enough of it
+ * and V8 runs full mark-compact collections of the whole heap (measured: 39–42 per 10 s pub→sub
+ * run at 1 KiB with young collections paced for Node's buffers but these still allocated; 1–6
+ * with the pool; see ReadPacedCollection in memory-relief.ts). A slab lent here comes back when
+ * the write's callback reports success — the stream is then done with the bytes (net: they are
+ * in the kernel; TLS: they are encrypted) — and the next read of any session reuses it.
  *
  * Lending a slab to two owners would let one tenant's frames overwrite another's, so the pool
  * keeps the slabs it has lent in a set: a slab comes back once, only from a successful write, and a
@@ -22,7 +22,7 @@ import type { Writable } from "node:stream";
 const SLAB_CLASSES = [32 * 1024, 72 * 1024] as const;
 /** Below this a reservation is left to Node's own small-buffer pool. */
 const POOLED_FROM = 4 * 1024;
-/** Idle slabs kept per class (2 × 32 × (32 + 72) KiB ≈ 3.3 MiB at most); more are left to the collector. */
+/** Idle slabs kept per class (32 × (32 + 72) KiB ≈ 3.3 MiB at most); more are left to the collector. */
 const MAX_IDLE_PER_CLASS = 32;
 
 export class SlabPool {

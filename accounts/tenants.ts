@@ -246,12 +246,17 @@ export class TenantService {
     const reachable = held !== undefined && admitsNewUsers(held);
 
     let extraPush = streams && reachable && accountChanges ? await this.shrinkStreams(streams, { ...loaded, record: target }) : false;
+    // Gateways act on the record: on a suspension they stop admitting before NATS cuts the users,
+    // so the record goes first; on a resume they release the clients they held, so NATS must
+    // admit them by then and the account goes first.
+    const accountFirst = loaded.record.status === "suspended" && target.status === "active";
+    if (accountFirst && (accountChanges || extraPush)) await pushAccountJwt(system, fresh, operator);
     let record = target;
     if (target !== loaded.record || !sameAccountClaims(loaded.record.account_jwt, fresh)) {
       record = { ...target, account_jwt: fresh, updated_at: nowIso() };
       await this.cp.store.put(record);
     }
-    if (accountChanges || extraPush) await pushAccountJwt(system, fresh, operator);
+    if (!accountFirst && (accountChanges || extraPush)) await pushAccountJwt(system, fresh, operator);
     const tenant = { ...loaded, record };
     if (streams && !reachable && (await this.shrinkStreams(streams, tenant))) {
       await pushAccountJwt(system, await this.signAccount(record), operator);

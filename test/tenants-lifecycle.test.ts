@@ -109,6 +109,33 @@ test.serial("suspending a tenant cuts its live connection within a second and re
   await roundTrip(t, await mintFor("umbrella"), "umbrella");
 });
 
+test.serial("resume lets NATS admit the tenant's users before the record says active (gateways release held clients on the record)", async (t) => {
+  const { cp, svc } = await setup;
+  await svc.suspend("cyberdyne");
+  // Observed at the moment the record is written: a user of the account connects to NATS.
+  const put = cp.store.put.bind(cp.store);
+  const seen: string[] = [];
+  cp.store.put = async (record, secrets) => {
+    if (record.slug === "cyberdyne" && record.status === "active") {
+      const minted = await mintFor("cyberdyne");
+      const nc = await connect({ servers: (await setup).server.url, authenticator: jwtAuthenticator(minted.jwt, minted.user.getSeed()), reconnect: false }).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+      if (nc instanceof Error) seen.push(`refused: ${nc.message}`);
+      else {
+        seen.push("admitted");
+        await nc.close();
+      }
+    }
+    return put(record, secrets);
+  };
+  try {
+    t.is((await svc.resume("cyberdyne")).status, "active");
+  } finally {
+    cp.store.put = put;
+  }
+  t.deepEqual(seen, ["admitted"]);
+  await roundTrip(t, await mintFor("cyberdyne"), "cyberdyne");
+});
+
 test.serial("tenant delete without --yes refuses with confirmation_required and changes nothing", async (t) => {
   const r = await cliJson<CliError>(["tenant", "delete", "cyberdyne"]);
   t.is(r.code, 1);

@@ -306,7 +306,11 @@ test("the gateway serves from the rendered pod: its config, the data plane laid 
   t.teardown(() => serve.kill());
   const base = `http://127.0.0.1:${gatewayHttp}`;
   const probe = (p: { httpGet: { path: string } } | undefined): Promise<number | string> => httpStatus(`${base}${p!.httpGet.path}`);
-  await until("the startup probe", async () => (await probe(container.startupProbe)) === 200);
+  // Started (or why not: the line's wait fails with the gateway's output), then the probe.
+  await serve.line((l) => l.event === "listening");
+  await until("the startup probe", async () => (await probe(container.startupProbe)) === 200).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; the gateway's last lines: ${JSON.stringify(serve.lines.slice(-10))}; stderr: ${serve.stderr().slice(-2000)}`);
+  });
   await until("the readiness probe", async () => (await probe(container.readinessProbe)) === 200);
   t.is(await probe(container.livenessProbe), 200);
   t.is(container.readinessProbe!.httpGet.path, "/readyz");

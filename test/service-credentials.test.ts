@@ -42,7 +42,12 @@ test.serial("a service's .creds connect to NATS directly, scoped to the tenant's
   t.is((await fs.stat(issued.json.file)).mode & 0o777, 0o600);
   const text = await fs.readFile(issued.json.file, "utf8");
   t.regex(text, /BEGIN NATS USER JWT[\s\S]+BEGIN USER NKEY SEED/);
-  t.false(JSON.stringify(issued.json).includes("SU"), "the seed is in the file only");
+  // The user's seed (SU + 56 base32 characters) is in the file and nowhere in the command's output.
+  const seed = /\bSU[A-Z2-7]{56}\b/.exec(text)?.[0];
+  t.truthy(seed, "the file holds the user's seed");
+  const output = JSON.stringify(issued.json) + issued.stdout + issued.stderr;
+  t.false(output.includes(seed!), "the seed is in the file only");
+  t.notRegex(output, /\bS[A-Z][A-Z2-7]{56}\b/, "no seed of any kind in the output");
 
   const nc = await withCreds(issued.json.file);
   t.teardown(() => nc.close());

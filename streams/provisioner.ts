@@ -144,13 +144,35 @@ export class StreamProvisioner implements TenantStreamProvisioner {
     try {
       let jsm: JetStreamManager;
       try {
-        jsm = await jetstreamManager(nc);
+        jsm = await jetStreamOnceEnabled(nc);
       } catch (err) {
         throw new CodedError("jetstream_unavailable", `JetStream is not available in the account of tenant ${tenant.record.slug} (plan ${tenant.record.plan}): ${errorMessage(err)}`, { cause: err });
       }
       return await run(jsm);
     } finally {
       await nc.close();
+    }
+  }
+}
+
+/**
+ * In a cluster the account's claims reach the server the control connection landed on before
+ * that server's JetStream has enabled the account (seen on nats-server 2.15: "JetStream not
+ * enabled for account" right after a tenant was created). That one answer is asked again, every
+ * JETSTREAM_ENABLE_RETRY_MS up to JETSTREAM_ENABLE_WAIT_MS; any other error, or the same one
+ * after the wait, is the caller's.
+ */
+const JETSTREAM_ENABLE_WAIT_MS = 5000;
+const JETSTREAM_ENABLE_RETRY_MS = 200;
+
+async function jetStreamOnceEnabled(nc: Parameters<typeof jetstreamManager>[0]): Promise<JetStreamManager> {
+  const deadline = Date.now() + JETSTREAM_ENABLE_WAIT_MS;
+  for (;;) {
+    try {
+      return await jetstreamManager(nc);
+    } catch (err) {
+      if (!/not enabled for account/i.test(errorMessage(err)) || Date.now() + JETSTREAM_ENABLE_RETRY_MS > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, JETSTREAM_ENABLE_RETRY_MS));
     }
   }
 }
